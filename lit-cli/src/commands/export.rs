@@ -1,0 +1,83 @@
+//! `lit export SRC DST`
+
+use crate::progress::{WriteProgress, human_bytes, mb_per_s};
+use anyhow::Context;
+use lit_core::DType;
+use lit_core::grouping::GroupingOptions;
+use lit_store::{ExportOptions, StoreWriter};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, clap::Parser)]
+pub(crate) struct Args {
+    /// Checkpoint: a .safetensors file, a Hugging Face model directory, a PyTorch .bin/.pt, or a
+    /// Burn .bpk file.
+    src: PathBuf,
+    /// Destination store directory (must not exist).
+    dst: PathBuf,
+    /// Convert float tensors to this type.
+    #[arg(long, value_parser = ["f32", "f16", "bf16"])]
+    dtype: Option<String>,
+    /// Group tensors into layers by this regex (first capture group, or the whole match) instead
+    /// of the default rule, for the tensors it matches.
+    #[arg(long, value_name = "REGEX")]
+    group: Option<String>,
+    /// Split layers larger than this (e.g. 256MiB).
+    #[arg(long, value_name = "SIZE")]
+    max_layer_size: Option<bytesize::ByteSize>,
+    /// A config.json to store with the weights.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// A tokenizer.json to store with the weights.
+    #[arg(long, value_name = "FILE")]
+    tokenizer: Option<PathBuf>,
+    /// Model name recorded in the store.
+    #[arg(long)]
+    name: Option<String>,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let regex = args
+        .group
+        .as_deref()
+        .map(regex::Regex::new)
+        .transpose()
+        .context("invalid --group regex")?;
+    let options = ExportOptions {
+        dtype: args
+            .dtype
+            .as_deref()
+            .map(|d| d.parse::<DType>())
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        grouping: GroupingOptions {
+            regex,
+            max_layer_bytes: args.max_layer_size.map(|s| s.as_u64()),
+        },
+        name: args.name,
+        config: args.config,
+        tokenizer: args.tokenizer,
+    };
+    let writer = StoreWriter::create_local(&args.dst)?;
+    let progress = WriteProgress::new("exporting");
+    let report = lit_store::export(&args.src, writer, &options, &progress).with_context(|| {
+        format!(
+            "cannot export {} to {}",
+            args.src.display(),
+            args.dst.display()
+        )
+    });
+    progress.finish();
+    let report = report?;
+    let m = &report.manifest;
+    println!(
+        "exported {} layers, {} tensors, {} to {} in {:.2} s ({:.0} MB/s)",
+        m.layers.len(),
+        m.total_tensors,
+        human_bytes(report.bytes_written),
+        args.dst.display(),
+        report.seconds,
+        mb_per_s(report.bytes_written, report.seconds)
+    );
+    Ok(ExitCode::SUCCESS)
+}

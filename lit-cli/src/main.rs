@@ -1,0 +1,55 @@
+//! `lit`: export, inspect, verify and run layer-wise weight stores.
+
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// lit — the Lite Inference Toolkit for Burn: run models larger than memory by streaming their
+/// weights layer by layer from a local disk or an object store.
+#[derive(Debug, Parser)]
+#[command(name = "lit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Export a checkpoint (safetensors, Hugging Face directory, PyTorch, burnpack) into a store.
+    Export(commands::export::Args),
+    /// List a store's layers, sizes, dtypes and tensors.
+    Inspect(commands::inspect::Args),
+    /// Recompute every checksum of a store; exits non-zero if any layer is bad.
+    Verify(commands::verify::Args),
+    /// Make a small checkpoint, export it, inspect it and verify it: lit end to end, offline.
+    Demo(commands::demo::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Export(args) => commands::export::run(args),
+        Command::Inspect(args) => commands::inspect::run(args),
+        Command::Verify(args) => commands::verify::run(args),
+        Command::Demo(args) => commands::demo::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            if is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

@@ -1,0 +1,100 @@
+//! Reading checkpoints to export: safetensors files, Hugging Face model directories, PyTorch
+//! `.bin`/`.pt` files and Burn burnpack files, all behind [`Checkpoint`].
+//!
+//! Every reader validates its input up front (through the format's own maintained crate) and reads
+//! tensor data lazily, one tensor at a time, so export memory stays bounded by one layer.
+
+#[cfg(feature = "burnpack")]
+mod burnpack;
+mod hf_dir;
+#[cfg(feature = "pytorch")]
+mod pytorch;
+mod safetensors_file;
+
+pub use hf_dir::{CARRIED_FILES, HfDirectory};
+pub use safetensors_file::SafetensorsFile;
+
+use lit_core::{DType, Error, Result};
+use std::borrow::Cow;
+use std::path::Path;
+
+/// A tensor listed by a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceTensor {
+    /// Full dotted name.
+    pub name: String,
+    /// Element type as stored in the checkpoint.
+    pub dtype: DType,
+    /// Shape.
+    pub shape: Vec<u64>,
+}
+
+/// A checkpoint being exported.
+pub trait Checkpoint: Send + Sync {
+    /// The file or directory, for messages.
+    fn path(&self) -> &str;
+    /// Every tensor, in any order.
+    fn tensors(&self) -> &[SourceTensor];
+    /// Raw little-endian bytes of `tensors()[index]`, exactly `shape × dtype size` long.
+    fn read(&self, index: usize) -> Result<Cow<'_, [u8]>>;
+    /// Files carried along into the store (name, bytes): `config.json`, `tokenizer.json`, ….
+    fn aux_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(Vec::new())
+    }
+}
+
+/// Opens `path` by its kind: a directory (Hugging Face layout), `.safetensors`, `.bin`/`.pt`/`.pth`
+/// (PyTorch) or `.bpk`/`.burnpack` (Burn).
+pub fn open_checkpoint(path: &Path) -> Result<Box<dyn Checkpoint>> {
+    let shown = path.display().to_string();
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(&shown, e))?;
+    if meta.is_dir() {
+        return Ok(Box::new(HfDirectory::open(path)?));
+    }
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "safetensors" => Ok(Box::new(SafetensorsFile::open(path)?)),
+        #[cfg(feature = "pytorch")]
+        "bin" | "pt" | "pth" => Ok(Box::new(pytorch::PytorchFile::open(path)?)),
+        #[cfg(feature = "burnpack")]
+        "bpk" | "burnpack" => Ok(Box::new(burnpack::BurnpackFile::open(path)?)),
+        _ => Err(Error::InvalidCheckpoint {
+            file: shown,
+            reason:
+                "unknown checkpoint kind: expected a directory, .safetensors, .bin/.pt/.pth or .bpk"
+                    .into(),
+        }),
+    }
+}
+
+/// Checks a listed tensor's name, rank and size against lit's limits.
+pub(crate) fn check_tensor(file: &str, t: &SourceTensor) -> Result<()> {
+    let invalid = |reason: String| Error::InvalidTensor {
+        file: file.to_string(),
+        tensor: t.name.clone(),
+        reason,
+    };
+    if t.name.is_empty() {
+        return Err(invalid("empty tensor name".into()));
+    }
+    if t.name.len() as u64 > lit_core::limits::MAX_NAME_LEN {
+        return Err(invalid(format!(
+            "name is {} bytes, above the limit of {}",
+            t.name.len(),
+            lit_core::limits::MAX_NAME_LEN
+        )));
+    }
+    if t.name.chars().any(char::is_control) {
+        return Err(invalid("name contains control characters".into()));
+    }
+    lit_core::manifest::tensor_byte_len(
+        &format!("{file}: tensor `{}`", t.name),
+        t.dtype,
+        &t.shape,
+    )?;
+    Ok(())
+}

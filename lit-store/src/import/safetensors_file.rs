@@ -1,0 +1,116 @@
+//! One `.safetensors` file, read with positioned reads (no mapping, so a file changed under the
+//! export gives an error instead of SIGBUS). The header is parsed and validated by the
+//! `safetensors` crate: offsets in order, no overlaps or gaps, shape × dtype = bytes, and the data
+//! section exactly as long as the file.
+
+use super::{Checkpoint, SourceTensor, check_tensor};
+use crate::layer_file::from_safetensors_dtype;
+use lit_core::{Error, Result};
+use safetensors::tensor::Metadata;
+use std::borrow::Cow;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+/// Largest safetensors header accepted (the safetensors crate's own limit).
+const MAX_HEADER_LEN: u64 = 100_000_000;
+
+/// A safetensors file opened for export.
+#[derive(Debug)]
+pub struct SafetensorsFile {
+    path: String,
+    file: File,
+    tensors: Vec<SourceTensor>,
+    /// Absolute file offset of each tensor's data.
+    offsets: Vec<u64>,
+}
+
+impl SafetensorsFile {
+    /// Opens and validates `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let shown = path.display().to_string();
+        let invalid = |reason: String| Error::InvalidCheckpoint {
+            file: shown.clone(),
+            reason,
+        };
+        let file = File::open(path).map_err(|e| Error::io(&shown, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(&shown, e))?.len();
+        let mut len_bytes = [0u8; 8];
+        file.read_exact_at(&mut len_bytes, 0).map_err(|_| {
+            invalid(format!(
+                "only {file_len} bytes long: not a safetensors file"
+            ))
+        })?;
+        let header_len = u64::from_le_bytes(len_bytes);
+        if header_len > MAX_HEADER_LEN || header_len > file_len.saturating_sub(8) {
+            return Err(invalid(format!(
+                "header length {header_len} is impossible for a {file_len}-byte file (truncated or not safetensors)"
+            )));
+        }
+        let mut header = vec![0u8; header_len as usize];
+        file.read_exact_at(&mut header, 8)
+            .map_err(|e| Error::io(&shown, e))?;
+        let header = std::str::from_utf8(&header)
+            .map_err(|e| invalid(format!("header is not UTF-8: {e}")))?;
+        let metadata: Metadata =
+            serde_json::from_str(header).map_err(|e| invalid(format!("invalid header: {e}")))?;
+        let data_start = 8 + header_len;
+        let data_len = metadata.data_len() as u64;
+        if data_start + data_len != file_len {
+            return Err(invalid(format!(
+                "header describes {data_len} bytes of data but the file holds {} (truncated or padded)",
+                file_len - data_start
+            )));
+        }
+        let mut tensors = Vec::new();
+        let mut offsets = Vec::new();
+        let mut by_offset: Vec<(String, &safetensors::tensor::TensorInfo)> =
+            metadata.tensors().into_iter().collect();
+        by_offset.sort_by_key(|(_, info)| info.data_offsets);
+        for (name, info) in by_offset {
+            let dtype = from_safetensors_dtype(info.dtype).ok_or_else(|| Error::InvalidTensor {
+                file: shown.clone(),
+                tensor: name.clone(),
+                reason: format!("dtype {:?} is not supported by lit", info.dtype),
+            })?;
+            let t = SourceTensor {
+                name,
+                dtype,
+                shape: info.shape.iter().map(|&d| d as u64).collect(),
+            };
+            check_tensor(&shown, &t)?;
+            offsets.push(data_start + info.data_offsets.0 as u64);
+            tensors.push(t);
+        }
+        Ok(SafetensorsFile {
+            path: shown,
+            file,
+            tensors,
+            offsets,
+        })
+    }
+}
+
+impl Checkpoint for SafetensorsFile {
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn tensors(&self) -> &[SourceTensor] {
+        &self.tensors
+    }
+
+    fn read(&self, index: usize) -> Result<Cow<'_, [u8]>> {
+        let t = &self.tensors[index];
+        let len = lit_core::manifest::tensor_byte_len(&self.path, t.dtype, &t.shape)? as usize;
+        let mut buf = vec![0u8; len];
+        self.file
+            .read_exact_at(&mut buf, self.offsets[index])
+            .map_err(|e| Error::InvalidTensor {
+                file: self.path.clone(),
+                tensor: t.name.clone(),
+                reason: format!("cannot read its {len} bytes: {e} (file changed during export?)"),
+            })?;
+        Ok(Cow::Owned(buf))
+    }
+}

@@ -1,0 +1,184 @@
+//! Where a [`crate::StoreWriter`] puts objects, and how a finished store becomes visible.
+//!
+//! A sink must make a store visible atomically: until [`StoreSink::commit`] returns, nothing at the
+//! destination opens as a valid store, whatever happens to the process.
+
+use lit_core::manifest::MANIFEST_KEY;
+use lit_core::{Error, Result};
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Destination of a store being written.
+pub trait StoreSink: Send {
+    /// Where the store will appear, for messages.
+    fn location(&self) -> String;
+    /// Starts a new object at `key`; written data becomes part of the store only on commit.
+    fn create_object(&mut self, key: &str) -> Result<Box<dyn ObjectWriter + '_>>;
+    /// Publishes the store: writes `manifest` last and makes everything visible.
+    fn commit(self: Box<Self>, manifest: &[u8]) -> Result<()>;
+}
+
+/// An object being written.
+pub trait ObjectWriter: std::io::Write {
+    /// Flushes and makes the object durable.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
+/// Writes a store into a new local directory.
+///
+/// Objects go to a hidden sibling directory `.NAME.lit-partial-PID-NANOS`; commit writes the
+/// manifest there, syncs everything and renames the directory into place. A process killed at
+/// any point leaves at most that hidden directory, which a later export to the same destination
+/// removes (when its writer process is gone). The destination must not exist.
+#[derive(Debug)]
+pub struct LocalDirSink {
+    dst: PathBuf,
+    tmp: PathBuf,
+    committed: bool,
+}
+
+impl LocalDirSink {
+    /// Prepares to write a store at `dst`, which must not exist.
+    pub fn create(dst: impl AsRef<Path>) -> Result<Self> {
+        let dst = dst.as_ref().to_path_buf();
+        if dst.exists() {
+            return Err(Error::AlreadyExists {
+                path: dst.display().to_string(),
+            });
+        }
+        let name = dst
+            .file_name()
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{}: not a valid destination directory",
+                    dst.display()
+                ))
+            })?
+            .to_string_lossy()
+            .into_owned();
+        let parent = match dst.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        fs::create_dir_all(&parent).map_err(|e| Error::io(parent.display(), e))?;
+        remove_stale_partials(&parent, &name);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let tmp = parent.join(format!(
+            ".{name}.lit-partial-{}-{nanos}",
+            std::process::id()
+        ));
+        fs::create_dir(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+        Ok(LocalDirSink {
+            dst,
+            tmp,
+            committed: false,
+        })
+    }
+
+    /// The hidden directory objects are written to before commit.
+    pub fn staging_dir(&self) -> &Path {
+        &self.tmp
+    }
+}
+
+/// Removes `.NAME.lit-partial-PID-*` directories left by writer processes that no longer run.
+fn remove_stale_partials(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.lit-partial-");
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(rest) = file_name.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+struct LocalObject {
+    path: PathBuf,
+    out: BufWriter<File>,
+}
+
+impl Write for LocalObject {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+}
+
+impl ObjectWriter for LocalObject {
+    fn finish(self: Box<Self>) -> Result<()> {
+        let path = self.path;
+        let file = self
+            .out
+            .into_inner()
+            .map_err(|e| Error::io(path.display(), e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(path.display(), e))
+    }
+}
+
+impl StoreSink for LocalDirSink {
+    fn location(&self) -> String {
+        self.dst.display().to_string()
+    }
+
+    fn create_object(&mut self, key: &str) -> Result<Box<dyn ObjectWriter + '_>> {
+        let path = self.tmp.join(key);
+        if let Some(dir) = path.parent() {
+            fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        }
+        let file = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+        Ok(Box::new(LocalObject {
+            path,
+            out: BufWriter::with_capacity(1 << 20, file),
+        }))
+    }
+
+    fn commit(mut self: Box<Self>, manifest: &[u8]) -> Result<()> {
+        let path = self.tmp.join(MANIFEST_KEY);
+        let mut file = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+        file.write_all(manifest)
+            .map_err(|e| Error::io(path.display(), e))?;
+        file.sync_all().map_err(|e| Error::io(path.display(), e))?;
+        for dir in ["layers", "aux", ""] {
+            let d = self.tmp.join(dir);
+            if d.is_dir() {
+                File::open(&d)
+                    .and_then(|f| f.sync_all())
+                    .map_err(|e| Error::io(d.display(), e))?;
+            }
+        }
+        if self.dst.exists() {
+            return Err(Error::AlreadyExists {
+                path: self.dst.display().to_string(),
+            });
+        }
+        fs::rename(&self.tmp, &self.dst).map_err(|e| Error::io(self.dst.display(), e))?;
+        self.committed = true;
+        if let Some(parent) = self.dst.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = File::open(parent).and_then(|f| f.sync_all());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalDirSink {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fs::remove_dir_all(&self.tmp);
+        }
+    }
+}

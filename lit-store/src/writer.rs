@@ -1,0 +1,132 @@
+//! [`StoreWriter`]: builds a store layer by layer and publishes it with its manifest last.
+
+use crate::layer_file::{TensorSpec, write_layer};
+use crate::sink::{LocalDirSink, StoreSink};
+use lit_core::checksum::checksum;
+use lit_core::manifest::{aux_key, layer_key};
+use lit_core::{AuxFile, Error, LayerEntry, Manifest, Result};
+use std::borrow::Cow;
+use std::io::Write;
+use std::path::Path;
+
+/// Writes a store. Nothing is visible at the destination until [`StoreWriter::finish`]; dropping
+/// the writer (or the process dying) before then leaves no valid store.
+pub struct StoreWriter {
+    sink: Box<dyn StoreSink>,
+    layers: Vec<LayerEntry>,
+    aux_files: Vec<AuxFile>,
+}
+
+impl std::fmt::Debug for StoreWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreWriter")
+            .field("location", &self.sink.location())
+            .field("layers", &self.layers.len())
+            .finish()
+    }
+}
+
+impl StoreWriter {
+    /// A writer for a new store in local directory `dst` (which must not exist).
+    pub fn create_local(dst: impl AsRef<Path>) -> Result<Self> {
+        Ok(Self::new(Box::new(LocalDirSink::create(dst)?)))
+    }
+
+    /// A writer over any sink.
+    pub fn new(sink: Box<dyn StoreSink>) -> Self {
+        StoreWriter {
+            sink,
+            layers: Vec::new(),
+            aux_files: Vec::new(),
+        }
+    }
+
+    /// Where the store will appear.
+    pub fn location(&self) -> String {
+        self.sink.location()
+    }
+
+    /// Layers written so far.
+    pub fn layers(&self) -> &[LayerEntry] {
+        &self.layers
+    }
+
+    /// Writes the next layer (in execution order) with `tensors`, whose bytes `data(i)` produces
+    /// one at a time.
+    pub fn write_layer<'a>(
+        &mut self,
+        name: &str,
+        tensors: &[TensorSpec],
+        data: impl FnMut(usize) -> Result<Cow<'a, [u8]>>,
+    ) -> Result<&LayerEntry> {
+        if self.layers.iter().any(|l| l.name == name) {
+            return Err(Error::InvalidArgument(format!(
+                "layer `{name}` written twice"
+            )));
+        }
+        let key = layer_key(self.layers.len());
+        let file = format!("{}/{key}", self.sink.location());
+        let mut object = self.sink.create_object(&key)?;
+        let written = write_layer(&mut object, &file, tensors, data)?;
+        object.finish()?;
+        self.layers.push(LayerEntry {
+            name: name.to_string(),
+            key,
+            byte_len: written.byte_len,
+            checksum: written.checksum,
+            tensors: written.tensors,
+        });
+        Ok(self.layers.last().expect("just pushed"))
+    }
+
+    /// Writes a layer whose bytes were produced elsewhere (copying a store), verbatim.
+    pub fn write_raw_layer(&mut self, entry: &LayerEntry, bytes: &[u8]) -> Result<()> {
+        let key = layer_key(self.layers.len());
+        let mut object = self.sink.create_object(&key)?;
+        object.write_all(bytes).map_err(|e| Error::io(&key, e))?;
+        object.finish()?;
+        self.layers.push(LayerEntry {
+            key,
+            checksum: checksum(bytes),
+            byte_len: bytes.len() as u64,
+            ..entry.clone()
+        });
+        Ok(())
+    }
+
+    /// Adds an auxiliary file (`config.json`, `tokenizer.json`, …).
+    pub fn write_aux(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        if self.aux_files.iter().any(|a| a.name == name) {
+            return Err(Error::InvalidArgument(format!(
+                "auxiliary file `{name}` written twice"
+            )));
+        }
+        let key = aux_key(self.aux_files.len());
+        let mut object = self.sink.create_object(&key)?;
+        object.write_all(bytes).map_err(|e| Error::io(&key, e))?;
+        object.finish()?;
+        self.aux_files.push(AuxFile {
+            name: name.to_string(),
+            key,
+            byte_len: bytes.len() as u64,
+            checksum: checksum(bytes),
+        });
+        Ok(())
+    }
+
+    /// Writes the manifest last and publishes the store.
+    pub fn finish(self, model_name: &str, metadata: Vec<(String, String)>) -> Result<Manifest> {
+        let manifest = Manifest {
+            model_name: model_name.to_string(),
+            tool_version: lit_core::TOOL_VERSION.to_string(),
+            total_bytes: self.layers.iter().map(|l| l.byte_len).sum(),
+            total_tensors: self.layers.iter().map(|l| l.tensors.len() as u64).sum(),
+            layers: self.layers,
+            aux_files: self.aux_files,
+            metadata,
+        };
+        let bytes = manifest.encode()?;
+        self.sink.commit(&bytes)?;
+        Ok(manifest)
+    }
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Create (once) the Python venv used by the independent numpy references in
+# scripts/reference/. Prints the venv's python path as the last stdout line.
+# Idempotent: a stamp file records the requirement list; if it matches, nothing
+# is installed and the script returns at once. If it differs (pins changed),
+# the venv is rebuilt from scratch.
+set -euo pipefail
+
+CACHE="${LIT_CACHE:-$HOME/.cache/lit}"
+VENV="$CACHE/venv"
+STAMP="$VENV/.lit-requirements"
+PY="${PYTHON:-python3}"
+
+# Pinned: all ship manylinux wheels for CPython 3.11 (checked with pip here).
+# Installed with --no-deps: tokenizers declares huggingface-hub (plus ~15
+# transitive deps) only for Tokenizer.from_pretrained, which we never use, so
+# the venv holds exactly these three packages. The stamp includes the flags.
+PIP_FLAGS="--only-binary=:all: --no-deps"
+REQUIREMENTS="numpy==2.3.5
+tokenizers==0.22.1
+safetensors==0.6.2"
+STAMP_TEXT="$PIP_FLAGS
+$REQUIREMENTS"
+
+VPY="$VENV/bin/python"
+
+if [[ -x "$VPY" && -f "$STAMP" ]] && [[ "$(cat "$STAMP")" == "$STAMP_TEXT" ]]; then
+  echo "$VPY"
+  exit 0
+fi
+
+mkdir -p "$CACHE"
+echo "setup-python: (re)creating venv at $VENV" >&2
+rm -rf "$VENV"
+"$PY" -m venv "$VENV" >&2
+echo "setup-python: installing $(echo $REQUIREMENTS)" >&2
+# shellcheck disable=SC2086
+"$VPY" -m pip install --disable-pip-version-check -q $PIP_FLAGS $REQUIREMENTS >&2
+"$VPY" -c 'import numpy, safetensors.numpy; from tokenizers import Tokenizer' >&2
+printf '%s' "$STAMP_TEXT" > "$STAMP"
+echo "$VPY"
