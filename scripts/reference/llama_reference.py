@@ -27,6 +27,7 @@ import sys
 
 import numpy as np
 
+sys.dont_write_bytecode = True  # keep __pycache__ out of the repo
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from st_common import load_config, load_weights, run_cli, softmax_causal  # noqa: E402
 

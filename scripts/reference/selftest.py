@@ -24,6 +24,7 @@ import tempfile
 import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # keep __pycache__ out of the repo
 sys.path.insert(0, HERE)
 import gpt2_reference as g2  # noqa: E402
 import llama_reference as ll  # noqa: E402
