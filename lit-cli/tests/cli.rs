@@ -15,9 +15,17 @@ fn existing_destination_and_missing_source_fail_clearly() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 
-    let out = lit(&["export", dir.path().join("nope.safetensors").to_str().unwrap(), dir.path().join("x").to_str().unwrap()]);
+    let out = lit(&[
+        "export",
+        dir.path().join("nope.safetensors").to_str().unwrap(),
+        dir.path().join("x").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("nope.safetensors"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nope.safetensors"),
+        "{}",
+        stderr(&out)
+    );
     assert!(!dir.path().join("x").exists());
 
     let out = lit(&["inspect", dir.path().to_str().unwrap()]);
@@ -47,15 +55,28 @@ fn export_options_reach_the_store() {
         "tiny",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let json: serde_json::Value = serde_json::from_slice(&lit(&["inspect", dst.to_str().unwrap(), "--json", "--tensors"]).stdout).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(
+        &lit(&["inspect", dst.to_str().unwrap(), "--json", "--tensors"]).stdout,
+    )
+    .unwrap();
     assert_eq!(json["model_name"], "tiny");
     assert_eq!(json["layers"][0]["dtypes"][0], "BF16");
     // 4096 bytes of f32 become 2048 of bf16 per block: one tensor each, bigger than 1 KiB, so
     // each group stays one part (a tensor is never split).
     assert_eq!(json["layers"].as_array().unwrap().len(), 3);
     assert_eq!(json["aux_files"][0]["name"], "config.json");
-    let bad = lit(&["export", src.to_str().unwrap(), dir.path().join("t").to_str().unwrap(), "--group", "("]);
-    assert!(!bad.status.success() && stderr(&bad).contains("--group"), "{}", stderr(&bad));
+    let bad = lit(&[
+        "export",
+        src.to_str().unwrap(),
+        dir.path().join("t").to_str().unwrap(),
+        "--group",
+        "(",
+    ]);
+    assert!(
+        !bad.status.success() && stderr(&bad).contains("--group"),
+        "{}",
+        stderr(&bad)
+    );
 }
 
 #[test]
@@ -77,7 +98,10 @@ fn kill_9_during_export_never_leaves_a_valid_store() {
         if status.success() {
             continue; // finished before the kill: nothing to check at this delay
         }
-        assert!(lit_store::LocalSource::open(&dst).is_err(), "a killed export opened as valid ({delay_ms} ms)");
+        assert!(
+            lit_store::LocalSource::open(&dst).is_err(),
+            "a killed export opened as valid ({delay_ms} ms)"
+        );
         assert!(!dst.join("manifest.lit").exists());
         // Exporting again succeeds, produces a valid store and clears the dead writer's leftovers.
         let out = lit(&["export", src.to_str().unwrap(), dst.to_str().unwrap()]);
@@ -88,7 +112,10 @@ fn kill_9_during_export_never_leaves_a_valid_store() {
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().contains("lit-partial"))
             .collect();
-        assert!(leftovers.is_empty(), "partial directories left: {leftovers:?}");
+        assert!(
+            leftovers.is_empty(),
+            "partial directories left: {leftovers:?}"
+        );
     }
 }
 

@@ -13,14 +13,29 @@ fn minilm_export_inspect_verify_and_corruption() {
     let store = dir.path().join("minilm.lit");
     let store_s = store.to_str().unwrap();
 
-    let out = lit(&["export", model.to_str().unwrap(), store_s, "--name", "all-MiniLM-L6-v2"]);
+    let out = lit(&[
+        "export",
+        model.to_str().unwrap(),
+        store_s,
+        "--name",
+        "all-MiniLM-L6-v2",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("exported 8 layers, 104 tensors"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("exported 8 layers, 104 tensors"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = lit(&["inspect", store_s, "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = json["layers"].as_array().unwrap().iter().map(|l| l["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = json["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
     let mut expected = vec!["embeddings".to_string()];
     expected.extend((0..6).map(|i| format!("encoder.layer.{i}")));
     expected.push("pooler".into());
@@ -31,8 +46,16 @@ fn minilm_export_inspect_verify_and_corruption() {
     for l in &json["layers"].as_array().unwrap()[1..7] {
         assert_eq!(l["tensor_count"], 16);
     }
-    let aux: Vec<&str> = json["aux_files"].as_array().unwrap().iter().map(|a| a["name"].as_str().unwrap()).collect();
-    assert!(aux.contains(&"config.json") && aux.contains(&"tokenizer.json"), "{aux:?}");
+    let aux: Vec<&str> = json["aux_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        aux.contains(&"config.json") && aux.contains(&"tokenizer.json"),
+        "{aux:?}"
+    );
 
     // The store's tensors are the checkpoint's, byte for byte (read independently with safetensors).
     let original = std::fs::read(model.join("model.safetensors")).unwrap();
@@ -44,7 +67,11 @@ fn minilm_export_inspect_verify_and_corruption() {
     }
 
     let out = lit(&["inspect", store_s, "--tensors"]);
-    assert!(stdout(&out).contains("encoder.layer.3.attention.self.query.weight  F32 [384, 384]"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("encoder.layer.3.attention.self.query.weight  F32 [384, 384]"),
+        "{}",
+        stdout(&out)
+    );
 
     let out = lit(&["verify", store_s]);
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
@@ -62,8 +89,14 @@ fn minilm_export_inspect_verify_and_corruption() {
     let out = lit(&["verify", store_s]);
     assert!(!out.status.success(), "verify passed a corrupted store");
     let err = stderr(&out);
-    assert!(err.contains("encoder.layer.3") && err.contains("checksum mismatch"), "{err}");
-    assert!(!err.contains("encoder.layer.2"), "only the bad layer is named: {err}");
+    assert!(
+        err.contains("encoder.layer.3") && err.contains("checksum mismatch"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("encoder.layer.2"),
+        "only the bad layer is named: {err}"
+    );
 
     match block_on(source.read_layer(4)) {
         Err(Error::ChecksumMismatch { layer, .. }) => assert_eq!(layer, "encoder.layer.3"),

@@ -75,15 +75,25 @@ fn valid_manifest_round_trips() {
 #[test]
 fn bad_magic() {
     let bytes = with_header(valid().encode().unwrap(), 0, b"NOTLIT!!");
-    assert!(matches!(Manifest::decode(&bytes, "x"), Err(Error::BadMagic { .. })));
-    assert!(matches!(Manifest::decode(b"PK\x03\x04", "x"), Err(Error::CorruptManifest { .. }) | Err(Error::BadMagic { .. })));
+    assert!(matches!(
+        Manifest::decode(&bytes, "x"),
+        Err(Error::BadMagic { .. })
+    ));
+    assert!(matches!(
+        Manifest::decode(b"PK\x03\x04", "x"),
+        Err(Error::CorruptManifest { .. }) | Err(Error::BadMagic { .. })
+    ));
 }
 
 #[test]
 fn unsupported_version() {
     let bytes = with_header(valid().encode().unwrap(), 8, &7u32.to_le_bytes());
     match Manifest::decode(&bytes, "store-x") {
-        Err(Error::UnsupportedVersion { found: 7, supported: 1, location }) => assert_eq!(location, "store-x"),
+        Err(Error::UnsupportedVersion {
+            found: 7,
+            supported: 1,
+            location,
+        }) => assert_eq!(location, "store-x"),
         other => panic!("{other:?}"),
     }
 }
@@ -91,14 +101,22 @@ fn unsupported_version() {
 #[test]
 fn unknown_flags() {
     let bytes = with_header(valid().encode().unwrap(), 12, &1u32.to_le_bytes());
-    assert!(Manifest::decode(&bytes, "x").unwrap_err().to_string().contains("flags"));
+    assert!(
+        Manifest::decode(&bytes, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("flags")
+    );
 }
 
 #[test]
 fn truncated_anywhere_is_an_error_never_a_panic() {
     let bytes = valid().encode().unwrap();
     for cut in 0..bytes.len() {
-        assert!(Manifest::decode(&bytes[..cut], "x").is_err(), "cut at {cut} accepted");
+        assert!(
+            Manifest::decode(&bytes[..cut], "x").is_err(),
+            "cut at {cut} accepted"
+        );
     }
 }
 
@@ -107,14 +125,22 @@ fn payload_checksum_mismatch() {
     let mut bytes = valid().encode().unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
-    assert!(Manifest::decode(&bytes, "x").unwrap_err().to_string().contains("checksum"));
+    assert!(
+        Manifest::decode(&bytes, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("checksum")
+    );
 }
 
 #[test]
 fn payload_length_lies() {
     let bytes = valid().encode().unwrap();
     let bytes = with_header(bytes, 16, &(u64::MAX).to_le_bytes());
-    assert!(matches!(Manifest::decode(&bytes, "x"), Err(Error::CorruptManifest { .. })));
+    assert!(matches!(
+        Manifest::decode(&bytes, "x"),
+        Err(Error::CorruptManifest { .. })
+    ));
 }
 
 #[test]
@@ -128,13 +154,22 @@ fn garbage_payload_with_valid_checksum() {
     bytes.extend_from_slice(&checksum(&payload).to_le_bytes());
     bytes.extend_from_slice(&payload);
     assert_eq!(bytes.len(), HEADER_LEN + 64);
-    assert!(matches!(Manifest::decode(&bytes, "x"), Err(Error::CorruptManifest { .. })));
+    assert!(matches!(
+        Manifest::decode(&bytes, "x"),
+        Err(Error::CorruptManifest { .. })
+    ));
 }
 
 #[test]
 fn oversized_manifest_is_refused_before_reading() {
     let huge = vec![0u8; (lit_core::limits::MAX_MANIFEST_BYTES + 1) as usize];
-    assert!(matches!(Manifest::decode(&huge, "x"), Err(Error::LimitExceeded { what: "manifest size", .. })));
+    assert!(matches!(
+        Manifest::decode(&huge, "x"),
+        Err(Error::LimitExceeded {
+            what: "manifest size",
+            ..
+        })
+    ));
 }
 
 #[test]
@@ -210,10 +245,22 @@ fn rank_and_dimension_limits() {
     let mut m = valid();
     m.layers[0].tensors[0].shape = vec![1; 9];
     m.layers[0].tensors[0].len = 4;
-    assert!(matches!(m.validate("x"), Err(Error::LimitExceeded { what: "tensor rank", .. })));
+    assert!(matches!(
+        m.validate("x"),
+        Err(Error::LimitExceeded {
+            what: "tensor rank",
+            ..
+        })
+    ));
     let mut m = valid();
     m.layers[0].tensors[0].shape = vec![1 << 41];
-    assert!(matches!(m.validate("x"), Err(Error::LimitExceeded { what: "tensor dimension", .. })));
+    assert!(matches!(
+        m.validate("x"),
+        Err(Error::LimitExceeded {
+            what: "tensor dimension",
+            ..
+        })
+    ));
     let mut m = valid();
     m.layers[0].tensors[0].shape = vec![1 << 40, 1 << 40, 1 << 40];
     assert!(matches!(m.validate("x"), Err(Error::LimitExceeded { .. })));
@@ -223,7 +270,13 @@ fn rank_and_dimension_limits() {
 fn name_limits() {
     let mut m = valid();
     m.layers[0].tensors[0].name = "x".repeat(2000);
-    assert!(matches!(m.validate("x"), Err(Error::LimitExceeded { what: "name length", .. })));
+    assert!(matches!(
+        m.validate("x"),
+        Err(Error::LimitExceeded {
+            what: "name length",
+            ..
+        })
+    ));
     let mut m = valid();
     m.layers[0].name = "bad\nname".into();
     assert!(refused(&m).contains("control characters"));
@@ -247,7 +300,13 @@ fn layer_size_limit() {
     let mut m = valid();
     m.layers[0].byte_len = lit_core::limits::MAX_LAYER_BYTES + 1;
     m.total_bytes = m.layers.iter().map(|l| l.byte_len).sum();
-    assert!(matches!(m.validate("x"), Err(Error::LimitExceeded { what: "layer size", .. })));
+    assert!(matches!(
+        m.validate("x"),
+        Err(Error::LimitExceeded {
+            what: "layer size",
+            ..
+        })
+    ));
 }
 
 #[test]

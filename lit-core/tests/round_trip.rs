@@ -5,9 +5,18 @@ use lit_core::{AuxFile, DType, LayerEntry, Manifest, TensorEntry};
 use proptest::prelude::*;
 
 fn arb_manifest() -> impl Strategy<Value = Manifest> {
-    let tensor = (0usize..DType::ALL.len(), prop::collection::vec(0u64..6, 0..4), "[a-z_]{1,12}");
+    let tensor = (
+        0usize..DType::ALL.len(),
+        prop::collection::vec(0u64..6, 0..4),
+        "[a-z_]{1,12}",
+    );
     let layer = prop::collection::vec(tensor, 0..6);
-    (prop::collection::vec(layer, 1..6), "[ -~]{0,30}", any::<u64>(), prop::collection::vec(("[a-z.]{1,12}", any::<u64>(), 0u64..1000), 0..3))
+    (
+        prop::collection::vec(layer, 1..6),
+        "[ -~]{0,30}",
+        any::<u64>(),
+        prop::collection::vec(("[a-z.]{1,12}", any::<u64>(), 0u64..1000), 0..3),
+    )
         .prop_map(|(layers, model_name, seed, aux)| {
             let layers: Vec<LayerEntry> = layers
                 .into_iter()

@@ -6,19 +6,25 @@
 //! relative to a 64-byte aligned data section, a 64-byte aligned buffer keeps every tensor aligned.
 
 use bytes::Bytes;
+use std::sync::{Arc, Mutex, Weak};
 
 /// One cache line.
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 #[repr(C, align(64))]
 struct Line([u8; 64]);
 
-/// A zero-initialised, 64-byte aligned, growable-once byte buffer.
+/// A zero-initialised, 64-byte aligned byte buffer.
 pub(crate) struct AlignedBuf {
     lines: Vec<Line>,
     len: usize,
 }
 
 impl AlignedBuf {
+    /// Bytes the buffer can hold without reallocating.
+    fn capacity(&self) -> usize {
+        self.lines.len() * 64
+    }
+
     /// A buffer of `len` zero bytes. Large buffers come from `calloc`-style allocation, so the
     /// kernel's zero pages are used instead of a memset.
     pub(crate) fn zeroed(len: usize) -> Self {
@@ -41,6 +47,91 @@ impl AsRef<[u8]> for AlignedBuf {
     }
 }
 
+/// Recycles read buffers so steady-state streaming reuses memory that is already mapped and
+/// faulted in: a fresh buffer costs a page fault and a zeroed page per 4 KiB, which on a fast disk
+/// costs about as much as the read itself. Holds at most `max_idle_bytes` of idle buffers.
+#[derive(Debug)]
+pub(crate) struct BufferPool {
+    idle: Mutex<Vec<AlignedBuf>>,
+    max_idle_bytes: usize,
+}
+
+impl std::fmt::Debug for AlignedBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "AlignedBuf({} of {} bytes)", self.len, self.capacity())
+    }
+}
+
+impl BufferPool {
+    pub(crate) fn new(max_idle_bytes: usize) -> Arc<Self> {
+        Arc::new(BufferPool {
+            idle: Mutex::new(Vec::new()),
+            max_idle_bytes,
+        })
+    }
+
+    /// A buffer of `len` bytes (contents unspecified: callers overwrite all of it), reusing an idle
+    /// one of a close size when there is one.
+    pub(crate) fn take(self: &Arc<Self>, len: usize) -> PooledBuf {
+        let reused = {
+            let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+            idle.iter()
+                .position(|b| b.capacity() >= len && b.capacity() <= len.saturating_mul(2).max(64))
+                .map(|i| idle.swap_remove(i))
+        };
+        let mut buf = reused.unwrap_or_else(|| AlignedBuf::zeroed(len));
+        buf.len = len;
+        PooledBuf {
+            buf: Some(buf),
+            pool: Arc::downgrade(self),
+        }
+    }
+
+    fn give_back(&self, buf: AlignedBuf) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let held: usize = idle.iter().map(AlignedBuf::capacity).sum();
+        if held + buf.capacity() <= self.max_idle_bytes {
+            idle.push(buf);
+        }
+    }
+}
+
+/// A buffer from a [`BufferPool`], returned to it when the last [`Bytes`] over it drops.
+pub(crate) struct PooledBuf {
+    buf: Option<AlignedBuf>,
+    pool: Weak<BufferPool>,
+}
+
+impl PooledBuf {
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.buf
+            .as_mut()
+            .map(AlignedBuf::as_mut_slice)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(self)
+    }
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        self.buf
+            .as_ref()
+            .map(AlignedBuf::as_ref)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let (Some(buf), Some(pool)) = (self.buf.take(), self.pool.upgrade()) {
+            pool.give_back(buf);
+        }
+    }
+}
+
 /// Copies `data` into a 64-byte aligned [`Bytes`].
 pub(crate) fn aligned_copy(data: &[u8]) -> Bytes {
     let mut buf = AlignedBuf::zeroed(data.len());
@@ -60,5 +151,23 @@ mod tests {
             assert_eq!(b.as_ref(), data.as_slice());
             assert_eq!(b.as_ptr() as usize % 64, 0);
         }
+    }
+
+    #[test]
+    fn pool_reuses_returned_buffers_within_its_limit() {
+        let pool = BufferPool::new(1 << 20);
+        let first = pool.take(1000).into_bytes();
+        let ptr = first.as_ptr();
+        drop(first);
+        let mut again = pool.take(900);
+        assert_eq!(
+            again.as_mut_slice().as_ptr(),
+            ptr,
+            "a close size reuses the idle buffer"
+        );
+        assert_eq!(again.as_mut_slice().len(), 900);
+        let big = pool.take(2 << 20).into_bytes();
+        drop(big); // above the idle limit: freed, not kept
+        assert!(pool.idle.lock().unwrap().is_empty());
     }
 }

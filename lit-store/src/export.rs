@@ -2,7 +2,7 @@
 
 use crate::convert::convert_floats;
 use crate::import::{Checkpoint, open_checkpoint};
-use crate::layer_file::TensorSpec;
+use crate::layer_file::{TensorSpec, write_order};
 use crate::writer::StoreWriter;
 use lit_core::grouping::{GroupingOptions, TensorToGroup, plan_layers};
 use lit_core::{DType, Error, Event, Manifest, Observer, Result};
@@ -108,20 +108,30 @@ pub fn export_checkpoint(
                 shape: tensors[m].shape.clone(),
             })
             .collect();
-        let entry = writer.write_layer(&layer.name, &specs, |i| {
-            let m = layer.members[i];
-            let raw = checkpoint.read(m)?;
-            let (from, to) = (tensors[m].dtype, specs[i].dtype);
-            if from == to {
-                return Ok(raw);
-            }
-            convert_floats(&raw, from, to)
-                .map(Cow::Owned)
-                .ok_or_else(|| Error::InvalidTensor {
-                    file: file.clone(),
-                    tensor: tensors[m].name.clone(),
-                    reason: format!("cannot convert {from} to {to}"),
+        // A reader thread fetches (and converts) the next tensor while this one is written.
+        let entry = std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Vec<u8>>)>(1);
+            let order = write_order(&specs);
+            let (specs, file) = (&specs, &file);
+            scope.spawn(move || {
+                for i in order {
+                    let m = layer.members[i];
+                    let bytes = read_stored(checkpoint, m, specs[i].dtype, file);
+                    let failed = bytes.is_err();
+                    if tx.send((i, bytes)).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+            writer
+                .write_layer(&layer.name, specs, |i| {
+                    let (got, bytes) = rx.recv().map_err(|_| {
+                        Error::InvalidArgument(format!("{file}: tensor reader stopped early"))
+                    })?;
+                    debug_assert_eq!(got, i, "reader and writer agree on the order");
+                    bytes.map(Cow::Owned)
                 })
+                .cloned()
         })?;
         bytes_written += entry.byte_len;
         observer.on_event(&Event::LayerWritten {
@@ -159,5 +169,24 @@ pub fn export_checkpoint(
         manifest,
         bytes_written,
         seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+/// Tensor `index` of `checkpoint` as it will be stored: converted to `to` when that differs.
+fn read_stored(
+    checkpoint: &dyn Checkpoint,
+    index: usize,
+    to: DType,
+    file: &str,
+) -> Result<Vec<u8>> {
+    let t = &checkpoint.tensors()[index];
+    let raw = checkpoint.read(index)?;
+    if t.dtype == to {
+        return Ok(raw.into_owned());
+    }
+    convert_floats(&raw, t.dtype, to).ok_or_else(|| Error::InvalidTensor {
+        file: file.to_string(),
+        tensor: t.name.clone(),
+        reason: format!("cannot convert {} to {to}", t.dtype),
     })
 }

@@ -80,8 +80,16 @@ pub fn from_safetensors_dtype(d: safetensors::Dtype) -> Option<DType> {
     })
 }
 
+/// The order in which [`write_layer`] stores (and asks for) `tensors`: largest element size first,
+/// the caller's order among equals.
+pub fn write_order(tensors: &[TensorSpec]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..tensors.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(tensors[i].dtype.size()));
+    order
+}
+
 /// Writes `tensors` as one aligned safetensors object to `out`, calling `data(i)` for the bytes of
-/// `tensors[i]` one tensor at a time (so only one converted tensor is in memory at once).
+/// `tensors[i]` one tensor at a time, in [`write_order`] (so only one converted tensor is in memory at once).
 /// `file` names the object in errors.
 pub fn write_layer<'a, W: Write>(
     out: W,
@@ -89,9 +97,7 @@ pub fn write_layer<'a, W: Write>(
     tensors: &[TensorSpec],
     mut data: impl FnMut(usize) -> Result<Cow<'a, [u8]>>,
 ) -> Result<WrittenLayer> {
-    let mut order: Vec<usize> = (0..tensors.len()).collect();
-    // Stable: tensors of equal element size keep the caller's order.
-    order.sort_by_key(|&i| std::cmp::Reverse(tensors[i].dtype.size()));
+    let order = write_order(tensors);
 
     let mut infos = Vec::with_capacity(tensors.len());
     let mut offset: u64 = 0;

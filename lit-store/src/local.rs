@@ -1,8 +1,9 @@
 //! [`LocalSource`]: a store in a directory on a local disk.
 
-use crate::aligned::AlignedBuf;
+use crate::aligned::BufferPool;
 use async_trait::async_trait;
 use bytes::Bytes;
+use lit_core::checksum::StreamingChecksum;
 use lit_core::limits::MAX_MANIFEST_BYTES;
 use lit_core::manifest::MANIFEST_KEY;
 use lit_core::source::check_range;
@@ -11,6 +12,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How [`LocalSource`] reads layer files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,13 +28,9 @@ pub enum ReadMode {
     Mmap,
 }
 
-/// Reads below this size are one `pread`; larger ones are split across threads so several
-/// requests are in flight (virtual disks and NVMe deliver more bandwidth at queue depth > 1).
-const PARALLEL_READ_MIN: usize = 32 << 20;
-/// Size of each parallel read.
+/// Size of each `pread`: the kernel's read-ahead keeps a sequential stream of 8 MiB requests
+/// busy (measured here: 8 MiB reads ran 1.5× faster than 64 MiB ones and than one read per layer).
 const READ_CHUNK: usize = 8 << 20;
-/// Threads used for one parallel read.
-const READ_THREADS: usize = 4;
 
 /// A store in a local directory (`manifest.lit`, `layers/`, `aux/`).
 #[derive(Debug)]
@@ -41,6 +39,7 @@ pub struct LocalSource {
     location: String,
     manifest: Manifest,
     mode: ReadMode,
+    buffers: Arc<BufferPool>,
 }
 
 impl LocalSource {
@@ -82,11 +81,14 @@ impl LocalSource {
         file.read_exact_at(&mut bytes, 0)
             .map_err(|e| Error::io(path.display(), e))?;
         let manifest = Manifest::decode(&bytes, &location)?;
+        // One idle buffer of the largest layer: enough for steady-state streaming to recycle.
+        let buffers = BufferPool::new(manifest.largest_layer_bytes().next_multiple_of(64) as usize);
         Ok(LocalSource {
             root,
             location,
             manifest,
             mode,
+            buffers,
         })
     }
 
@@ -100,7 +102,9 @@ impl LocalSource {
         self.mode
     }
 
-    fn read_blocking(&self, id: ObjectId, range: Range<u64>) -> Result<Bytes> {
+    /// Reads `range` of object `id`; with `verify`, the range must be the whole object and is
+    /// checked against the manifest's checksum (hashed chunk by chunk as it arrives).
+    fn read_blocking(&self, id: ObjectId, range: Range<u64>, verify: bool) -> Result<Bytes> {
         check_range(&self.manifest, id, &range)?;
         let info = self.manifest.object(id)?;
         let path = self.root.join(info.key);
@@ -140,46 +144,51 @@ impl LocalSource {
             }
         };
         match self.mode {
-            ReadMode::Mmap => crate::mmap::map_range(&file, range.start, len).map_err(io_err),
+            ReadMode::Mmap => {
+                let bytes = crate::mmap::map_range(&file, range.start, len).map_err(io_err)?;
+                if verify {
+                    info.verify(&bytes)?;
+                }
+                Ok(bytes)
+            }
             ReadMode::Pread => {
-                let mut buf = AlignedBuf::zeroed(len);
-                pread_exact(&file, buf.as_mut_slice(), range.start).map_err(io_err)?;
+                let mut buf = self.buffers.take(len);
+                let mut hasher = StreamingChecksum::new();
+                pread_exact(&file, buf.as_mut_slice(), range.start, |chunk| {
+                    if verify {
+                        hasher.update(chunk);
+                    }
+                })
+                .map_err(io_err)?;
+                if verify && hasher.digest() != info.checksum {
+                    return Err(Error::ChecksumMismatch {
+                        layer: info.name.to_string(),
+                        key: format!("{}/{}", self.location, info.key),
+                        expected: info.checksum,
+                        actual: hasher.digest(),
+                    });
+                }
                 Ok(buf.into_bytes())
             }
         }
     }
 }
 
-/// Fills `buf` from `file` at `offset`, with several reads in flight for large buffers.
-fn pread_exact(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    if buf.len() < PARALLEL_READ_MIN {
-        return file.read_exact_at(buf, offset);
+/// Fills `buf` from `file` at `offset` in [`READ_CHUNK`] reads, handing each chunk to `on_chunk`
+/// while it is still in cache (used to checksum while reading).
+fn pread_exact(
+    file: &File,
+    buf: &mut [u8],
+    offset: u64,
+    mut on_chunk: impl FnMut(&[u8]),
+) -> std::io::Result<()> {
+    let mut at = offset;
+    for chunk in buf.chunks_mut(READ_CHUNK) {
+        file.read_exact_at(chunk, at)?;
+        on_chunk(chunk);
+        at += chunk.len() as u64;
     }
-    let chunks: Vec<(usize, &mut [u8])> = buf
-        .chunks_mut(READ_CHUNK)
-        .enumerate()
-        .map(|(i, c)| (i * READ_CHUNK, c))
-        .collect();
-    let queue = std::sync::Mutex::new(chunks.into_iter());
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..READ_THREADS)
-            .map(|_| {
-                s.spawn(|| -> std::io::Result<()> {
-                    loop {
-                        let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-                        let Some((at, chunk)) = next else {
-                            return Ok(());
-                        };
-                        file.read_exact_at(chunk, offset + at as u64)?;
-                    }
-                })
-            })
-            .collect();
-        workers.into_iter().try_for_each(|w| {
-            w.join()
-                .unwrap_or_else(|_| Err(std::io::Error::other("read thread panicked")))
-        })
-    })
+    Ok(())
 }
 
 #[async_trait]
@@ -195,6 +204,11 @@ impl WeightSource for LocalSource {
     /// Reads synchronously: local reads are short and the executor calls sources from its own
     /// fetch threads.
     async fn read_range(&self, id: ObjectId, range: Range<u64>) -> Result<Bytes> {
-        self.read_blocking(id, range)
+        self.read_blocking(id, range, false)
+    }
+
+    async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
+        let len = self.manifest.object(id)?.byte_len;
+        self.read_blocking(id, 0..len, true)
     }
 }

@@ -35,6 +35,8 @@ pub trait ObjectWriter: std::io::Write {
 pub struct LocalDirSink {
     dst: PathBuf,
     tmp: PathBuf,
+    /// Files written, synced together at commit so writeback overlaps the rest of the export.
+    written: Vec<PathBuf>,
     committed: bool,
 }
 
@@ -75,6 +77,7 @@ impl LocalDirSink {
         Ok(LocalDirSink {
             dst,
             tmp,
+            written: Vec::new(),
             committed: false,
         })
     }
@@ -141,6 +144,7 @@ impl StoreSink for LocalDirSink {
             fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
         }
         let file = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+        self.written.push(path.clone());
         Ok(Box::new(LocalObject {
             path,
             out: BufWriter::with_capacity(1 << 20, file),
@@ -148,6 +152,11 @@ impl StoreSink for LocalDirSink {
     }
 
     fn commit(mut self: Box<Self>, manifest: &[u8]) -> Result<()> {
+        for path in &self.written {
+            File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::io(path.display(), e))?;
+        }
         let path = self.tmp.join(MANIFEST_KEY);
         let mut file = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
         file.write_all(manifest)

@@ -10,7 +10,14 @@ fn cyclic_sweeps_read_model_minus_resident() {
     let fx = Fixture::new();
     let sizes: Vec<u64> = fx.layer_bytes.iter().map(|b| b.len() as u64).collect();
     let model: u64 = sizes.iter().sum();
-    for budget in [0, sizes[0], sizes[0] + sizes[1], model / 2, model - 1, model] {
+    for budget in [
+        0,
+        sizes[0],
+        sizes[0] + sizes[1],
+        model / 2,
+        model - 1,
+        model,
+    ] {
         let cache = CachedSource::new(MemorySource::from_objects(fx.objects()).unwrap(), budget);
         // The resident set: layers admitted in order while they fit (first-fit, never evicted).
         let mut resident = 0;
@@ -45,5 +52,8 @@ fn lru_would_get_no_hits_here_but_this_does() {
         }
     }
     let stats = cache.stats();
-    assert!(stats.hits >= 2 * stats.resident_objects as u64 && stats.resident_objects > 0, "{stats:?}");
+    assert!(
+        stats.hits >= 2 * stats.resident_objects as u64 && stats.resident_objects > 0,
+        "{stats:?}"
+    );
 }

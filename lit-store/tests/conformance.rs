@@ -25,7 +25,11 @@ fn run_suite(open: impl Fn(&[(String, Vec<u8>)]) -> Box<dyn WeightSource>) {
     block_on(conformance::checksum_mismatch(corrupt.as_ref(), &fx, 1));
 
     let missing_key = fx.manifest.layers[2].key.clone();
-    let without: Vec<_> = fx.objects().into_iter().filter(|(k, _)| *k != missing_key).collect();
+    let without: Vec<_> = fx
+        .objects()
+        .into_iter()
+        .filter(|(k, _)| *k != missing_key)
+        .collect();
     let missing = open(&without);
     block_on(conformance::missing_object(missing.as_ref(), &fx, 2));
 }
@@ -56,7 +60,12 @@ fn memory() {
 #[test]
 fn cached_over_memory_at_several_budgets() {
     for budget in [0, 70_000, u64::MAX] {
-        run_suite(move |objects| Box::new(CachedSource::new(MemorySource::from_objects(objects.to_vec()).unwrap(), budget)));
+        run_suite(move |objects| {
+            Box::new(CachedSource::new(
+                MemorySource::from_objects(objects.to_vec()).unwrap(),
+                budget,
+            ))
+        });
     }
 }
 

@@ -27,7 +27,10 @@ fn export_err(dir: &Path, src: &Path) -> Error {
 }
 
 fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -45,7 +48,13 @@ const GOOD: &str = r#"{"a.0.w":{"dtype":"F32","shape":[2,2],"data_offsets":[0,16
 fn the_good_file_exports() {
     let dir = tempfile::tempdir().unwrap();
     let src = raw_safetensors(dir.path(), GOOD, 24);
-    lit_store::export(&src, StoreWriter::create_local(dir.path().join("store")).unwrap(), &ExportOptions::default(), &NoObserver).unwrap();
+    lit_store::export(
+        &src,
+        StoreWriter::create_local(dir.path().join("store")).unwrap(),
+        &ExportOptions::default(),
+        &NoObserver,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -56,7 +65,10 @@ fn truncated_file_at_every_length() {
         let src = dir.path().join("cut.safetensors");
         std::fs::write(&src, &full[..cut]).unwrap();
         let err = export_err(dir.path(), &src);
-        assert!(matches!(err, Error::InvalidCheckpoint { .. }), "cut {cut}: {err}");
+        assert!(
+            matches!(err, Error::InvalidCheckpoint { .. }),
+            "cut {cut}: {err}"
+        );
         assert_names(&err, &["cut.safetensors"]);
     }
 }
@@ -65,14 +77,20 @@ fn truncated_file_at_every_length() {
 fn trailing_bytes_after_data() {
     let dir = tempfile::tempdir().unwrap();
     let src = raw_safetensors(dir.path(), GOOD, 30);
-    assert_names(&export_err(dir.path(), &src), &["bad.safetensors", "truncated or padded"]);
+    assert_names(
+        &export_err(dir.path(), &src),
+        &["bad.safetensors", "truncated or padded"],
+    );
 }
 
 #[test]
 fn header_that_is_not_json() {
     let dir = tempfile::tempdir().unwrap();
     let src = raw_safetensors(dir.path(), "{not json", 0);
-    assert_names(&export_err(dir.path(), &src), &["bad.safetensors", "invalid header"]);
+    assert_names(
+        &export_err(dir.path(), &src),
+        &["bad.safetensors", "invalid header"],
+    );
 }
 
 #[test]
@@ -82,13 +100,20 @@ fn absurd_header_length_allocates_nothing() {
     let mut bytes = u64::MAX.to_le_bytes().to_vec();
     bytes.extend_from_slice(b"{}");
     std::fs::write(&src, bytes).unwrap();
-    assert_names(&export_err(dir.path(), &src), &["huge.safetensors", "header length"]);
+    assert_names(
+        &export_err(dir.path(), &src),
+        &["huge.safetensors", "header length"],
+    );
 }
 
 #[test]
 fn offsets_past_the_end() {
     let dir = tempfile::tempdir().unwrap();
-    let src = raw_safetensors(dir.path(), r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,1600]}}"#, 16);
+    let src = raw_safetensors(
+        dir.path(),
+        r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,1600]}}"#,
+        16,
+    );
     assert_names(&export_err(dir.path(), &src), &["bad.safetensors"]);
 }
 
@@ -100,7 +125,10 @@ fn overlapping_tensors() {
         r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#,
         12,
     );
-    assert_names(&export_err(dir.path(), &src), &["bad.safetensors", "invalid header"]);
+    assert_names(
+        &export_err(dir.path(), &src),
+        &["bad.safetensors", "invalid header"],
+    );
 }
 
 #[test]
@@ -117,7 +145,11 @@ fn gap_between_tensors() {
 #[test]
 fn shape_times_dtype_is_not_the_byte_count() {
     let dir = tempfile::tempdir().unwrap();
-    let src = raw_safetensors(dir.path(), r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}}"#, 16);
+    let src = raw_safetensors(
+        dir.path(),
+        r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}}"#,
+        16,
+    );
     assert_names(&export_err(dir.path(), &src), &["bad.safetensors"]);
 }
 
@@ -135,7 +167,11 @@ fn absurd_shape_is_refused_without_allocating() {
 #[test]
 fn dtype_lit_does_not_store_names_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
-    let src = raw_safetensors(dir.path(), r#"{"scales":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}}"#, 4);
+    let src = raw_safetensors(
+        dir.path(),
+        r#"{"scales":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}}"#,
+        4,
+    );
     let err = export_err(dir.path(), &src);
     assert!(matches!(err, Error::InvalidTensor { .. }), "{err}");
     assert_names(&err, &["bad.safetensors", "scales", "F8_E4M3"]);
@@ -144,7 +180,11 @@ fn dtype_lit_does_not_store_names_the_tensor() {
 #[test]
 fn unknown_dtype_string() {
     let dir = tempfile::tempdir().unwrap();
-    let src = raw_safetensors(dir.path(), r#"{"w":{"dtype":"Q4_K","shape":[4],"data_offsets":[0,4]}}"#, 4);
+    let src = raw_safetensors(
+        dir.path(),
+        r#"{"w":{"dtype":"Q4_K","shape":[4],"data_offsets":[0,4]}}"#,
+        4,
+    );
     assert_names(&export_err(dir.path(), &src), &["bad.safetensors"]);
 }
 
@@ -152,15 +192,25 @@ fn unknown_dtype_string() {
 fn empty_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let src = raw_safetensors(dir.path(), "{}", 0);
-    assert_names(&export_err(dir.path(), &src), &["bad.safetensors", "no tensors"]);
+    assert_names(
+        &export_err(dir.path(), &src),
+        &["bad.safetensors", "no tensors"],
+    );
 }
 
 #[test]
 fn overlong_tensor_name() {
     let dir = tempfile::tempdir().unwrap();
     let name = "n".repeat(5000);
-    let src = raw_safetensors(dir.path(), &format!(r#"{{"{name}":{{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}}}"#), 1);
-    assert!(matches!(export_err(dir.path(), &src), Error::InvalidTensor { .. }));
+    let src = raw_safetensors(
+        dir.path(),
+        &format!(r#"{{"{name}":{{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}}}"#),
+        1,
+    );
+    assert!(matches!(
+        export_err(dir.path(), &src),
+        Error::InvalidTensor { .. }
+    ));
 }
 
 #[test]
@@ -168,19 +218,30 @@ fn unknown_file_kind_and_missing_file() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("weights.onnx");
     std::fs::write(&src, b"whatever").unwrap();
-    assert_names(&export_err(dir.path(), &src), &["weights.onnx", "unknown checkpoint kind"]);
-    assert_names(&export_err(dir.path(), &dir.path().join("absent.safetensors")), &["absent.safetensors"]);
+    assert_names(
+        &export_err(dir.path(), &src),
+        &["weights.onnx", "unknown checkpoint kind"],
+    );
+    assert_names(
+        &export_err(dir.path(), &dir.path().join("absent.safetensors")),
+        &["absent.safetensors"],
+    );
 }
 
 #[test]
 fn corrupt_pytorch_and_burnpack_files() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, bytes) in [("x.pt", &b"PK\x03\x04garbage"[..]), ("x.bin", b"\x80\x02garbage"), ("x.bpk", b"BURNgarbage")] {
+    for (name, bytes) in [
+        ("x.pt", &b"PK\x03\x04garbage"[..]),
+        ("x.bin", b"\x80\x02garbage"),
+        ("x.bpk", b"BURNgarbage"),
+    ] {
         let src = dir.path().join(name);
         std::fs::write(&src, bytes).unwrap();
         assert_names(&export_err(dir.path(), &src), &[name]);
     }
-    let real = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.pt")).unwrap();
+    let real =
+        std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tiny.pt")).unwrap();
     let src = dir.path().join("truncated.pt");
     std::fs::write(&src, &real[..real.len() / 2]).unwrap();
     assert_names(&export_err(dir.path(), &src), &["truncated.pt"]);
@@ -210,11 +271,18 @@ fn full_disk_is_an_error_and_leaves_nothing() {
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        eprintln!("full_disk: cannot mount a tmpfs here (not root?); checked only that the source exports");
+        eprintln!(
+            "full_disk: cannot mount a tmpfs here (not root?); checked only that the source exports"
+        );
         return;
     }
-    let src = raw_safetensors(dir.path(), r#"{"layers.0.w":{"dtype":"U8","shape":[300000],"data_offsets":[0,300000]}}"#, 300_000);
-    let result = StoreWriter::create_local(mnt.join("store")).and_then(|w| lit_store::export(&src, w, &ExportOptions::default(), &NoObserver));
+    let src = raw_safetensors(
+        dir.path(),
+        r#"{"layers.0.w":{"dtype":"U8","shape":[300000],"data_offsets":[0,300000]}}"#,
+        300_000,
+    );
+    let result = StoreWriter::create_local(mnt.join("store"))
+        .and_then(|w| lit_store::export(&src, w, &ExportOptions::default(), &NoObserver));
     let leftovers = listing(&mnt);
     let _ = std::process::Command::new("umount").arg(&mnt).status();
     let err = result.expect_err("export onto a full disk succeeded");

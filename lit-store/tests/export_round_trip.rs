@@ -19,7 +19,11 @@ struct Tensor {
 }
 
 fn arb_tensors() -> impl Strategy<Value = Vec<Tensor>> {
-    let one = (0usize..DTYPES.len(), prop::collection::vec(0usize..5, 0..4), any::<u8>());
+    let one = (
+        0usize..DTYPES.len(),
+        prop::collection::vec(0usize..5, 0..4),
+        any::<u8>(),
+    );
     prop::collection::vec((0u8..4, one), 1..14).prop_map(|items| {
         items
             .into_iter()
@@ -36,7 +40,9 @@ fn arb_tensors() -> impl Strategy<Value = Vec<Tensor>> {
                     name,
                     dtype,
                     shape,
-                    data: (0..len).map(|k| seed.wrapping_add((k * 31) as u8)).collect(),
+                    data: (0..len)
+                        .map(|k| seed.wrapping_add((k * 31) as u8))
+                        .collect(),
                 }
             })
             .collect()
@@ -49,7 +55,12 @@ fn write_safetensors(path: &std::path::Path, tensors: &[Tensor]) {
         .map(|t| {
             (
                 t.name.clone(),
-                safetensors::tensor::TensorView::new(to_safetensors_dtype(t.dtype), t.shape.clone(), &t.data).unwrap(),
+                safetensors::tensor::TensorView::new(
+                    to_safetensors_dtype(t.dtype),
+                    t.shape.clone(),
+                    &t.data,
+                )
+                .unwrap(),
             )
         })
         .collect();
@@ -62,7 +73,10 @@ fn check_store(store: &std::path::Path, tensors: &[Tensor]) {
     let sources: Vec<Box<dyn WeightSource>> = vec![
         Box::new(LocalSource::open_with(store, ReadMode::Mmap).unwrap()),
         Box::new(block_on(MemorySource::load(&local)).unwrap()),
-        Box::new(CachedSource::new(LocalSource::open(store).unwrap(), 1 << 20)),
+        Box::new(CachedSource::new(
+            LocalSource::open(store).unwrap(),
+            1 << 20,
+        )),
         Box::new(local),
     ];
     for source in &sources {
@@ -78,9 +92,17 @@ fn check_store(store: &std::path::Path, tensors: &[Tensor]) {
             for (entry, bytes) in layer.tensors() {
                 let t = expected[entry.name.as_str()];
                 assert_eq!(entry.dtype, t.dtype);
-                assert_eq!(entry.shape, t.shape.iter().map(|&d| d as u64).collect::<Vec<_>>());
+                assert_eq!(
+                    entry.shape,
+                    t.shape.iter().map(|&d| d as u64).collect::<Vec<_>>()
+                );
                 assert_eq!(bytes.as_ref(), t.data.as_slice(), "{}", t.name);
-                assert_eq!(entry.offset % t.dtype.size() as u64, 0, "{} misaligned", t.name);
+                assert_eq!(
+                    entry.offset % t.dtype.size() as u64,
+                    0,
+                    "{} misaligned",
+                    t.name
+                );
                 assert_eq!(st.tensor(&entry.name).unwrap().data(), t.data.as_slice());
                 seen += 1;
             }
@@ -132,25 +154,42 @@ fn dtype_conversion_to_bf16_and_f16() {
     let src = dir.path().join("m.safetensors");
     write_safetensors(&src, &tensors);
     for (dtype, to_f32) in [
-        (DType::BF16, (|b: &[u8]| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()) as fn(&[u8]) -> f32),
-        (DType::F16, |b: &[u8]| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        (
+            DType::BF16,
+            (|b: &[u8]| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()) as fn(&[u8]) -> f32,
+        ),
+        (DType::F16, |b: &[u8]| {
+            half::f16::from_le_bytes([b[0], b[1]]).to_f32()
+        }),
     ] {
         let store = dir.path().join(format!("s-{dtype}"));
         let options = ExportOptions {
             dtype: Some(dtype),
             ..Default::default()
         };
-        lit_store::export(&src, StoreWriter::create_local(&store).unwrap(), &options, &lit_core::NoObserver).unwrap();
+        lit_store::export(
+            &src,
+            StoreWriter::create_local(&store).unwrap(),
+            &options,
+            &lit_core::NoObserver,
+        )
+        .unwrap();
         let source = LocalSource::open(&store).unwrap();
         let (entry, bytes) = block_on(source.read_tensor("layers.0.w")).unwrap();
         assert_eq!(entry.dtype, dtype);
         for (x, b) in xs.iter().zip(bytes.chunks_exact(2)) {
-            assert!((x - to_f32(b)).abs() <= x.abs() / 128.0 + 1e-3, "{dtype}: {x}");
+            assert!(
+                (x - to_f32(b)).abs() <= x.abs() / 128.0 + 1e-3,
+                "{dtype}: {x}"
+            );
         }
         let (entry, bytes) = block_on(source.read_tensor("layers.0.ids")).unwrap();
         assert_eq!(entry.dtype, DType::I64, "integers are never converted");
         assert_eq!(bytes.as_ref(), tensors[1].data.as_slice());
-        assert_eq!(source.manifest().metadata_value("dtype"), Some(dtype.as_str()));
+        assert_eq!(
+            source.manifest().metadata_value("dtype"),
+            Some(dtype.as_str())
+        );
     }
 }
 
@@ -174,9 +213,23 @@ fn max_layer_size_splits_and_group_regex_regroups() {
         },
         ..Default::default()
     };
-    let r = lit_store::export(&src, StoreWriter::create_local(dir.path().join("a")).unwrap(), &split, &lit_core::NoObserver).unwrap();
+    let r = lit_store::export(
+        &src,
+        StoreWriter::create_local(dir.path().join("a")).unwrap(),
+        &split,
+        &lit_core::NoObserver,
+    )
+    .unwrap();
     let names: Vec<&str> = r.manifest.layers.iter().map(|l| l.name.as_str()).collect();
-    assert_eq!(names, ["enc.layer.0#0", "enc.layer.0#1", "enc.layer.1#0", "enc.layer.1#1"]);
+    assert_eq!(
+        names,
+        [
+            "enc.layer.0#0",
+            "enc.layer.0#1",
+            "enc.layer.1#0",
+            "enc.layer.1#1"
+        ]
+    );
     check_store(&dir.path().join("a"), &tensors);
 
     let regroup = ExportOptions {
@@ -186,7 +239,13 @@ fn max_layer_size_splits_and_group_regex_regroups() {
         },
         ..Default::default()
     };
-    let r = lit_store::export(&src, StoreWriter::create_local(dir.path().join("b")).unwrap(), &regroup, &lit_core::NoObserver).unwrap();
+    let r = lit_store::export(
+        &src,
+        StoreWriter::create_local(dir.path().join("b")).unwrap(),
+        &regroup,
+        &lit_core::NoObserver,
+    )
+    .unwrap();
     let names: Vec<&str> = r.manifest.layers.iter().map(|l| l.name.as_str()).collect();
     assert_eq!(names, ["w0", "w1", "w2"]);
 }

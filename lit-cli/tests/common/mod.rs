@@ -6,7 +6,10 @@ use std::process::{Command, Output};
 
 /// Runs the `lit` binary with `args`.
 pub fn lit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lit")).args(args).output().expect("lit runs")
+    Command::new(env!("CARGO_BIN_EXE_lit"))
+        .args(args)
+        .output()
+        .expect("lit runs")
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -18,7 +21,10 @@ pub fn stderr(o: &Output) -> String {
 }
 
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The real all-MiniLM-L6-v2 directory, fetched by the project's own script (cached).
@@ -30,8 +36,18 @@ pub fn minilm_dir() -> PathBuf {
         .arg(repo_root().join("scripts/fetch-minilm.sh"))
         .output()
         .expect("bash runs scripts/fetch-minilm.sh");
-    assert!(out.status.success(), "scripts/fetch-minilm.sh failed:\n{}", stderr(&out));
-    PathBuf::from(stdout(&out).lines().last().expect("the script prints the directory").trim())
+    assert!(
+        out.status.success(),
+        "scripts/fetch-minilm.sh failed:\n{}",
+        stderr(&out)
+    );
+    PathBuf::from(
+        stdout(&out)
+            .lines()
+            .last()
+            .expect("the script prints the directory")
+            .trim(),
+    )
 }
 
 /// Writes a seeded f32 safetensors checkpoint with `layers` blocks of `per_layer` bytes each.
@@ -39,14 +55,20 @@ pub fn synthetic_checkpoint(path: &Path, layers: usize, per_layer: usize) {
     let n = per_layer / 4;
     let data: Vec<(String, Vec<u8>)> = (0..layers)
         .map(|i| {
-            let bytes = (0..n).flat_map(|k| ((k * 7 + i) as f32).to_le_bytes()).collect();
+            let bytes = (0..n)
+                .flat_map(|k| ((k * 7 + i) as f32).to_le_bytes())
+                .collect();
             (format!("blocks.{i}.weight"), bytes)
         })
         .collect();
     let views: Vec<_> = data
         .iter()
         .map(|(name, bytes)| {
-            (name.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n], bytes).unwrap())
+            (
+                name.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![n], bytes)
+                    .unwrap(),
+            )
         })
         .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
