@@ -191,7 +191,10 @@ mod tests {
     fn parses_names() {
         assert_eq!("cpu".parse::<DeviceKind>().unwrap(), DeviceKind::Cpu);
         assert_eq!("Flex".parse::<DeviceKind>().unwrap(), DeviceKind::Cpu);
-        assert_eq!("ndarray".parse::<DeviceKind>().unwrap(), DeviceKind::NdArray);
+        assert_eq!(
+            "ndarray".parse::<DeviceKind>().unwrap(),
+            DeviceKind::NdArray
+        );
         assert_eq!("cuda".parse::<DeviceKind>().unwrap(), DeviceKind::Cuda(0));
         assert_eq!("cuda:3".parse::<DeviceKind>().unwrap(), DeviceKind::Cuda(3));
         let err = "tpu".parse::<DeviceKind>().unwrap_err().to_string();
@@ -207,7 +210,7 @@ mod tests {
         let d = LitDevice::parse("cpu").unwrap();
         assert_eq!(d.kind(), DeviceKind::Cpu);
         let t = burn::tensor::Tensor::<1>::ones([3], d.device());
-        assert_eq!(t.into_data().to_vec::<f32>().unwrap(), vec![1.0; 3]);
+        assert_eq!(t.into_data().try_to_vec::<f32>().unwrap(), vec![1.0; 3]);
     }
 
     #[cfg(not(feature = "cuda"))]
@@ -239,6 +242,6 @@ mod tests {
     fn ndarray_works() {
         let d = LitDevice::parse("ndarray").unwrap();
         let t = burn::tensor::Tensor::<1>::ones([2], d.device());
-        assert_eq!(t.into_data().to_vec::<f32>().unwrap(), vec![1.0; 2]);
+        assert_eq!(t.into_data().try_to_vec::<f32>().unwrap(), vec![1.0; 2]);
     }
 }

@@ -122,7 +122,10 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Problem::Missing { tensor, path } => {
-                write!(f, "tensor `{tensor}` (for `{path}`) is missing from the store")
+                write!(
+                    f,
+                    "tensor `{tensor}` (for `{path}`) is missing from the store"
+                )
             }
             Problem::ShapeMismatch {
                 tensor,

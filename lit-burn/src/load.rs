@@ -14,8 +14,8 @@
 
 use crate::dtype::{is_int, to_burn};
 use crate::error::{Error, LoadErrors, Problem, Result};
-use crate::names::{Identity, Layout, NameMap};
-use crate::paths::{ParamKind, ParamPaths};
+use crate::names::{Identity, Layout, NameMap, StoreTensor};
+use crate::paths::{ParamInfo, ParamKind, ParamPaths};
 use burn::module::{Module, ModuleMapper, Param, ParamId};
 use burn::tensor::{
     AllocationProperty, Bool, Bytes, DType as BurnDType, Device, FloatDType, Int, Tensor,
@@ -136,15 +136,10 @@ struct Prepared {
 }
 
 impl Loader<'_> {
-    /// Finds, checks and wraps the tensor of parameter `id`; `None` after recording a problem
+    /// Finds, checks and wraps the tensor of parameter `id` (its kind and shape come from the
+    /// path map, built from the same parameter); `None` after recording a problem
     /// (or a tolerated missing tensor).
-    fn prepare(
-        &mut self,
-        id: ParamId,
-        kind: ParamKind,
-        shape: &[usize],
-        device: &Device,
-    ) -> Option<Prepared> {
+    fn prepare(&mut self, id: ParamId, device: &Device) -> Option<Prepared> {
         let info = match self.paths.get(id) {
             Ok(info) => info,
             Err(p) => {
@@ -164,50 +159,13 @@ impl Loader<'_> {
             }
             return None;
         };
+        if let Err(p) = check_entry(info, &target, entry) {
+            self.problems.push(p);
+            return None;
+        }
         let name = target.name;
-        let kind_ok = match kind {
-            ParamKind::Float => entry.dtype.is_float(),
-            ParamKind::Int => is_int(entry.dtype),
-            ParamKind::Bool => entry.dtype == DType::Bool,
-        };
-        if !kind_ok {
-            self.problems.push(Problem::DTypeMismatch {
-                tensor: name,
-                path: info.path.clone(),
-                expected: match kind {
-                    ParamKind::Float => "a float type",
-                    ParamKind::Int => "an integer type",
-                    ParamKind::Bool => "BOOL",
-                }
-                .into(),
-                found: entry.dtype,
-            });
-            return None;
-        }
         let stored: Vec<usize> = entry.shape.iter().map(|&d| d as usize).collect();
-        let found = match target.layout {
-            Layout::AsStored => stored.clone(),
-            Layout::Transposed if stored.len() == 2 => vec![stored[1], stored[0]],
-            Layout::Transposed => {
-                self.problems.push(Problem::BadLayout {
-                    tensor: name,
-                    reason: format!(
-                        "a transposed layout needs a 2-D tensor, the store has shape {stored:?}"
-                    ),
-                });
-                return None;
-            }
-        };
-        if found != shape {
-            self.problems.push(Problem::ShapeMismatch {
-                tensor: name,
-                path: info.path.clone(),
-                expected: shape.to_vec(),
-                found,
-            });
-            return None;
-        }
-        let dtype = match (kind, self.options.float_dtype) {
+        let dtype = match (info.kind, self.options.float_dtype) {
             (ParamKind::Float, Some(f)) => BurnDType::from(f),
             (ParamKind::Bool, _) => device.settings().bool_dtype.into(),
             _ => to_burn(entry.dtype),
@@ -233,9 +191,57 @@ impl Loader<'_> {
     }
 }
 
+/// Checks a stored tensor against the parameter it fills: element kind, layout, shape.
+pub(crate) fn check_entry(
+    info: &ParamInfo,
+    target: &StoreTensor,
+    entry: &TensorEntry,
+) -> std::result::Result<(), Problem> {
+    let kind_ok = match info.kind {
+        ParamKind::Float => entry.dtype.is_float(),
+        ParamKind::Int => is_int(entry.dtype),
+        ParamKind::Bool => entry.dtype == DType::Bool,
+    };
+    if !kind_ok {
+        return Err(Problem::DTypeMismatch {
+            tensor: target.name.clone(),
+            path: info.path.clone(),
+            expected: match info.kind {
+                ParamKind::Float => "a float type",
+                ParamKind::Int => "an integer type",
+                ParamKind::Bool => "BOOL",
+            }
+            .into(),
+            found: entry.dtype,
+        });
+    }
+    let stored: Vec<usize> = entry.shape.iter().map(|&d| d as usize).collect();
+    let found = match target.layout {
+        Layout::AsStored => stored,
+        Layout::Transposed if stored.len() == 2 => vec![stored[1], stored[0]],
+        Layout::Transposed => {
+            return Err(Problem::BadLayout {
+                tensor: target.name.clone(),
+                reason: format!(
+                    "a transposed layout needs a 2-D tensor, the store has shape {stored:?}"
+                ),
+            });
+        }
+    };
+    if found != info.shape {
+        return Err(Problem::ShapeMismatch {
+            tensor: target.name.clone(),
+            path: info.path.clone(),
+            expected: info.shape.clone(),
+            found,
+        });
+    }
+    Ok(())
+}
+
 /// Wraps a tensor's bytes for Burn without a copy when aligned for `dtype`; returns whether it
 /// had to copy.
-fn wrap_bytes(bytes: bytes::Bytes, dtype: DType) -> (Bytes, bool) {
+pub(crate) fn wrap_bytes(bytes: bytes::Bytes, dtype: DType) -> (Bytes, bool) {
     if (bytes.as_ptr() as usize).is_multiple_of(dtype.size()) {
         (Bytes::from_shared(bytes, AllocationProperty::Other), false)
     } else {
@@ -246,8 +252,7 @@ fn wrap_bytes(bytes: bytes::Bytes, dtype: DType) -> (Bytes, bool) {
 impl ModuleMapper for Loader<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let device = param.lazy_device();
-        let shape = param.lazy_shape().to_vec();
-        let Some(p) = self.prepare(param.id, ParamKind::Float, &shape, &device) else {
+        let Some(p) = self.prepare(param.id, &device) else {
             return param;
         };
         let tensor = Tensor::<D>::from_data(p.data, (&device, p.dtype));
@@ -261,8 +266,7 @@ impl ModuleMapper for Loader<'_> {
 
     fn map_int<const D: usize>(&mut self, param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
         let device = param.lazy_device();
-        let shape = param.lazy_shape().to_vec();
-        let Some(p) = self.prepare(param.id, ParamKind::Int, &shape, &device) else {
+        let Some(p) = self.prepare(param.id, &device) else {
             return param;
         };
         let tensor = Tensor::<D, Int>::from_data(p.data, (&device, p.dtype));
@@ -279,8 +283,7 @@ impl ModuleMapper for Loader<'_> {
         param: Param<Tensor<D, Bool>>,
     ) -> Param<Tensor<D, Bool>> {
         let device = param.lazy_device();
-        let shape = param.lazy_shape().to_vec();
-        let Some(p) = self.prepare(param.id, ParamKind::Bool, &shape, &device) else {
+        let Some(p) = self.prepare(param.id, &device) else {
             return param;
         };
         let tensor = Tensor::<D, Bool>::from_data(p.data, &device);

@@ -127,7 +127,10 @@ impl NameRules {
     }
 
     /// Marks the parameters `pred` accepts as stored transposed.
-    pub fn transpose_if(mut self, pred: impl Fn(&ParamInfo) -> bool + Send + Sync + 'static) -> Self {
+    pub fn transpose_if(
+        mut self,
+        pred: impl Fn(&ParamInfo) -> bool + Send + Sync + 'static,
+    ) -> Self {
         self.transposed.push(Arc::new(pred));
         self
     }
@@ -135,7 +138,9 @@ impl NameRules {
     /// Marks every 2-D `weight` of a Burn `Linear` as stored `[out, in]` (PyTorch) while the
     /// skeleton is Row layout `[in, out]`. Do not use with `LinearLayout::Col` skeletons.
     pub fn transpose_linear_weights(self) -> Self {
-        self.transpose_if(|p| p.owner_type() == "Linear" && p.field() == "weight" && p.shape.len() == 2)
+        self.transpose_if(|p| {
+            p.owner_type() == "Linear" && p.field() == "weight" && p.shape.len() == 2
+        })
     }
 }
 

@@ -104,9 +104,7 @@ impl ParamPaths {
             Some(Slot::Shared(paths)) => Err(Problem::AmbiguousParam {
                 paths: paths.clone(),
             }),
-            None => Err(Problem::UnknownParam {
-                id: id.to_string(),
-            }),
+            None => Err(Problem::UnknownParam { id: id.to_string() }),
         }
     }
 
@@ -115,6 +113,14 @@ impl ParamPaths {
         self.order.iter().filter_map(|id| match &self.by_id[id] {
             Slot::Unique(info) => Some((*id, info)),
             Slot::Shared(_) => None,
+        })
+    }
+
+    /// Groups of paths that share one parameter id (modules cloned into several places).
+    pub fn shared(&self) -> impl Iterator<Item = &[String]> + '_ {
+        self.order.iter().filter_map(|id| match &self.by_id[id] {
+            Slot::Shared(paths) => Some(paths.as_slice()),
+            Slot::Unique(_) => None,
         })
     }
 
@@ -169,7 +175,8 @@ impl PathVisitor {
 
 impl ModuleVisitor for PathVisitor {
     fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.stack.push((name.to_string(), container_type.to_string()));
+        self.stack
+            .push((name.to_string(), container_type.to_string()));
     }
 
     fn exit_module(&mut self, _name: &str, _container_type: &str) {

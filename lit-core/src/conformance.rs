@@ -64,7 +64,7 @@ impl Fixture {
             let mut bytes = vec![b' '; 64];
             let mut tensors = Vec::new();
             for (j, (dtype, shape)) in spec.iter().enumerate() {
-                while bytes.len() % 8 != 0 {
+                while !bytes.len().is_multiple_of(8) {
                     bytes.push(0);
                 }
                 let len = shape.iter().product::<u64>() * dtype.size() as u64;

@@ -1,0 +1,214 @@
+//! The streamer's shared core: the source, the path map, the scheduling state, and the load
+//! and prefetch loops that run on callers' and workers' threads.
+
+use super::loaded::Loaded;
+use super::state::{Acquire, State};
+use crate::error::{Error, LoadErrors, Result};
+use crate::load::{LoadOptions, load_module};
+use crate::paths::ParamPaths;
+use burn::module::{Module, ParamId};
+use burn::tensor::Device;
+use lit_core::{Event, LayerData, Observer, WeightSource, WeightSourceExt};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+/// Everything the [`Streamer`](super::Streamer), its workers and its loaded modules share.
+pub(crate) struct Inner {
+    pub(crate) source: Arc<dyn WeightSource>,
+    pub(crate) paths: ParamPaths,
+    /// Layer holding each parameter's tensor (absent: missing and allowed to be).
+    pub(crate) layer_of: HashMap<ParamId, usize>,
+    pub(crate) load: LoadOptions,
+    pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) budget: u64,
+    pub(crate) device: Option<Device>,
+    pub(crate) state: Mutex<State>,
+    pub(crate) cond: Condvar,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent counters (updates are single steps).
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn wait<'a>(&self, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.cond.wait(guard).unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn emit(&self, event: Event<'_>) {
+        self.observer.on_event(&event);
+    }
+
+    /// Reads layer `index` from the source, with events.
+    fn fetch(&self, index: usize) -> lit_core::Result<LayerData> {
+        let bytes = self.source.manifest().layers[index].byte_len;
+        self.emit(Event::FetchStarted {
+            index,
+            bytes,
+            at: Instant::now(),
+        });
+        let result = futures::executor::block_on(self.source.read_layer(index));
+        self.emit(Event::FetchFinished {
+            index,
+            bytes: if result.is_ok() { bytes } else { 0 },
+            at: Instant::now(),
+        });
+        result
+    }
+
+    pub(crate) fn prefetch_loop(&self) {
+        loop {
+            let layer = {
+                let mut s = self.lock();
+                loop {
+                    if s.shutdown {
+                        return;
+                    }
+                    if let Some(layer) = s.next_prefetch() {
+                        break layer;
+                    }
+                    s = self.wait(s);
+                }
+            };
+            let result = self.fetch(layer);
+            self.lock().prefetched(layer, result);
+            self.cond.notify_all();
+        }
+    }
+
+    /// The layers `module`'s parameters live in, in index order.
+    fn layers_of<M: Module>(&self, module: &M) -> Result<Vec<usize>> {
+        let mut problems = Vec::new();
+        let mut layers = BTreeSet::new();
+        for (id, info) in self.paths.params_of(module) {
+            match info {
+                Ok(_) => layers.extend(self.layer_of.get(&id).copied()),
+                Err(p) => problems.push(p),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Load(LoadErrors { problems }));
+        }
+        Ok(layers.into_iter().collect())
+    }
+
+    pub(crate) fn load<M: Module>(self: &Arc<Self>, module: &M) -> Result<Loaded<M>> {
+        let need = self.layers_of(module)?;
+        let manifest = self.source.manifest();
+        let need_bytes: u64 = need.iter().map(|&l| manifest.layers[l].byte_len).sum();
+        let names = || {
+            need.iter()
+                .map(|&l| format!("`{}`", manifest.layers[l].name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if need_bytes > self.budget {
+            return Err(Error::BudgetTooSmall {
+                what: format!("loading layers {} together", names()),
+                needed: need_bytes,
+                budget: self.budget,
+            });
+        }
+        let mut owned = 0u64;
+        let mut data = Vec::with_capacity(need.len());
+        let mut resident_hits = Vec::new();
+        let mut s = self.lock();
+        s.begin_load(&need);
+        for &layer in &need {
+            let size = s.size(layer);
+            loop {
+                match s.acquire(layer, &need) {
+                    Acquire::Have { data: d, owned: o } => {
+                        if o {
+                            owned += size;
+                        } else {
+                            resident_hits.push(layer);
+                        }
+                        data.push(d);
+                        break;
+                    }
+                    Acquire::Wait => s = self.wait(s),
+                    Acquire::FetchHere => {
+                        drop(s);
+                        let result = self.fetch(layer);
+                        s = self.lock();
+                        let o = s.fetched_here(layer, result.as_ref().ok());
+                        self.cond.notify_all();
+                        match result {
+                            Ok(d) => {
+                                owned += if o { size } else { 0 };
+                                data.push(d);
+                                break;
+                            }
+                            Err(e) => return Err(self.abort(s, owned, e.into())),
+                        }
+                    }
+                    Acquire::NoRoom(held) => {
+                        let err = Error::BudgetHeld {
+                            what: format!("layers {}", names()),
+                            needed: need_bytes,
+                            held,
+                            budget: self.budget,
+                        };
+                        return Err(self.abort(s, owned, err));
+                    }
+                    Acquire::Failed(e) => return Err(self.abort(s, owned, e.into())),
+                }
+            }
+        }
+        s.demand = 0;
+        drop(s);
+        self.cond.notify_all();
+        for layer in resident_hits {
+            self.emit_resident_hit(layer);
+        }
+        match load_module(module, &self.paths, &data, &self.load) {
+            Ok((module, report)) => {
+                let now = Instant::now();
+                for &index in &need {
+                    self.emit(Event::ComputeStarted { index, at: now });
+                }
+                Ok(Loaded::new(module, report, self.clone(), owned, need))
+            }
+            Err(e) => {
+                let s = self.lock();
+                Err(self.abort(s, owned, e))
+            }
+        }
+    }
+
+    fn emit_resident_hit(&self, index: usize) {
+        let at = Instant::now();
+        self.emit(Event::FetchStarted {
+            index,
+            bytes: 0,
+            at,
+        });
+        self.emit(Event::FetchFinished {
+            index,
+            bytes: 0,
+            at,
+        });
+    }
+
+    /// Gives back the bytes a failed load owned and returns `err`.
+    fn abort(&self, mut s: MutexGuard<'_, State>, owned: u64, err: Error) -> Error {
+        s.release(owned);
+        s.demand = 0;
+        drop(s);
+        self.cond.notify_all();
+        err
+    }
+
+    /// A loaded module was dropped.
+    pub(crate) fn finish(&self, owned: u64, layers: &[usize]) {
+        self.lock().release(owned);
+        self.cond.notify_all();
+        let at = Instant::now();
+        for &index in layers {
+            self.emit(Event::ComputeFinished { index, at });
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! [`Streamer`]: runs a Burn model whose weights stay in a lit store, one submodule at a time.
+//!
+//! ```text
+//! let streamer = Streamer::new(source, &skeleton, StreamOptions::default().with_budget(1 << 30))?;
+//! let mut h = input;
+//! for block in &skeleton.blocks {
+//!     let block = streamer.load(block)?;   // a filled clone; the skeleton stays lazy
+//!     h = block.forward(h);
+//! }                                         // each clone dropped here: its layer is released
+//! ```
+//!
+//! **Order.** Layers are planned in manifest order; once a pass ends (a `load` asks again for a
+//! layer already used in the pass, or [`Streamer::end_pass`]), the order the pass observed
+//! becomes the plan, and only the layers the model used are planned.
+//!
+//! **Prefetch.** With prefetch depth `k > 0`, `k` background threads read the next `k`
+//! non-resident layers of the plan (wrapping around into the next pass) while the current one
+//! computes. They call the source's async methods through `futures::executor::block_on`, so
+//! callers need no async runtime. With `k = 0` each `load` reads its layers itself.
+//!
+//! **Budget.** Resident layers + reads in flight + prefetched layers + layers of modules still
+//! loaded never exceed the byte budget (see the `state` module). A budget below the largest
+//! layer the model needs is an error at [`Streamer::new`].
+
+mod inner;
+mod loaded;
+mod state;
+pub mod stats;
+
+use inner::Inner;
+pub use loaded::Loaded;
+pub use stats::{PassStats, StreamStats};
+
+use crate::error::{Error, LoadErrors, Problem, Result};
+use crate::load::{LoadOptions, check_entry};
+use crate::names::NameMap;
+use crate::paths::ParamPaths;
+use burn::module::Module;
+use burn::tensor::Device;
+use lit_core::{NoObserver, Observer, WeightSource};
+use state::State;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+/// Options of a [`Streamer`].
+#[derive(Clone)]
+pub struct StreamOptions {
+    /// Most bytes of layer buffers held at once. Default: unlimited (everything stays resident).
+    pub budget: u64,
+    /// How many layers to read ahead in the background (0: read on demand). Default: 1.
+    pub prefetch: usize,
+    /// Names, layouts and dtype handling of the tensors.
+    pub load: LoadOptions,
+    /// Receives fetch and compute events.
+    pub observer: Arc<dyn Observer>,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            budget: u64::MAX,
+            prefetch: 1,
+            load: LoadOptions::default(),
+            observer: Arc::new(NoObserver),
+        }
+    }
+}
+
+impl fmt::Debug for StreamOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamOptions")
+            .field("budget", &self.budget)
+            .field("prefetch", &self.prefetch)
+            .field("load", &self.load)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamOptions {
+    /// Holds at most `bytes` of layers at once.
+    pub fn with_budget(mut self, bytes: u64) -> Self {
+        self.budget = bytes;
+        self
+    }
+
+    /// Reads `k` layers ahead in the background.
+    pub fn with_prefetch(mut self, k: usize) -> Self {
+        self.prefetch = k;
+        self
+    }
+
+    /// Finds tensors with `names` (see [`crate::names`]).
+    pub fn with_names(mut self, names: impl NameMap + 'static) -> Self {
+        self.load.names = Arc::new(names);
+        self
+    }
+
+    /// Replaces the load options.
+    pub fn with_load_options(mut self, load: LoadOptions) -> Self {
+        self.load = load;
+        self
+    }
+
+    /// Sends events to `observer`.
+    pub fn with_observer(mut self, observer: impl Observer + 'static) -> Self {
+        self.observer = Arc::new(observer);
+        self
+    }
+}
+
+/// Streams a model's weights from a [`WeightSource`] into clones of its submodules.
+///
+/// Cheap to share by reference across threads; `load` may be called from several threads.
+pub struct Streamer {
+    inner: Arc<Inner>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for Streamer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Streamer")
+            .field("source", &self.inner.source.location())
+            .field("params", &self.inner.paths.len())
+            .field("budget", &self.inner.budget)
+            .field("prefetch", &self.workers.len())
+            .finish()
+    }
+}
+
+impl Streamer {
+    /// Registers `skeleton` (built lazily; nothing is initialised) against `source`: builds the
+    /// path map, finds every parameter's tensor and checks its kind and shape against the
+    /// manifest, plans the order, and starts the prefetch threads.
+    ///
+    /// Errors list every missing or mismatched tensor, or name the layer the budget cannot hold.
+    pub fn new<M: Module>(
+        source: Arc<dyn WeightSource>,
+        skeleton: &M,
+        options: StreamOptions,
+    ) -> Result<Self> {
+        let paths = ParamPaths::from_module(skeleton);
+        let manifest = source.manifest();
+        let mut problems: Vec<Problem> = paths
+            .shared()
+            .map(|p| Problem::AmbiguousParam { paths: p.to_vec() })
+            .collect();
+        let tensors: HashMap<&str, (usize, &lit_core::TensorEntry)> = manifest
+            .layers
+            .iter()
+            .enumerate()
+            .flat_map(|(i, l)| l.tensors.iter().map(move |t| (t.name.as_str(), (i, t))))
+            .collect();
+        let mut layer_of = HashMap::new();
+        for (id, info) in paths.iter() {
+            let target = options.load.names.resolve(info);
+            match tensors.get(target.name.as_str()) {
+                Some(&(layer, entry)) => match check_entry(info, &target, entry) {
+                    Ok(()) => {
+                        layer_of.insert(id, layer);
+                    }
+                    Err(p) => problems.push(p),
+                },
+                None if options.load.allow_missing => {}
+                None => problems.push(Problem::Missing {
+                    tensor: target.name,
+                    path: info.path.clone(),
+                }),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(Error::Load(LoadErrors { problems }));
+        }
+        let used: BTreeSet<usize> = layer_of.values().copied().collect();
+        if let Some(&big) = used.iter().max_by_key(|&&l| manifest.layers[l].byte_len)
+            && manifest.layers[big].byte_len > options.budget
+        {
+            return Err(Error::BudgetTooSmall {
+                what: format!("layer `{}`", manifest.layers[big].name),
+                needed: manifest.layers[big].byte_len,
+                budget: options.budget,
+            });
+        }
+        let sizes = manifest.layers.iter().map(|l| l.byte_len).collect();
+        let state = State::new(
+            sizes,
+            used.into_iter().collect(),
+            options.budget,
+            options.prefetch,
+        );
+        let inner = Arc::new(Inner {
+            source,
+            paths,
+            layer_of,
+            load: options.load,
+            observer: options.observer,
+            budget: options.budget,
+            device: skeleton.devices().first().cloned(),
+            state: Mutex::new(state),
+            cond: Condvar::new(),
+        });
+        let workers = (0..options.prefetch)
+            .map(|k| {
+                let inner = inner.clone();
+                std::thread::Builder::new()
+                    .name(format!("lit-prefetch-{k}"))
+                    .spawn(move || inner.prefetch_loop())
+                    .map_err(|e| {
+                        Error::InvalidArgument(format!("cannot start a prefetch thread: {e}"))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Streamer { inner, workers })
+    }
+
+    /// A clone of `module` (the skeleton or any submodule of it) filled with its weights.
+    /// Dropping the returned [`Loaded`] releases them. Blocks while the layers are read.
+    pub fn load<M: Module>(&self, module: &M) -> Result<Loaded<M>> {
+        self.inner.load(module)
+    }
+
+    /// [`Streamer::load`] without blocking the calling task: the load runs on its own thread and
+    /// the future resolves when it is done (any executor will do).
+    pub fn load_async<M: Module + 'static>(
+        &self,
+        module: &M,
+    ) -> impl Future<Output = Result<Loaded<M>>> + Send + 'static {
+        let (tx, rx) = futures::channel::oneshot::channel();
+        let inner = self.inner.clone();
+        let module = module.clone();
+        let spawned = std::thread::Builder::new()
+            .name("lit-load".into())
+            .spawn(move || {
+                // The receiver may be gone (future dropped): the module is then dropped here.
+                let _ = tx.send(inner.load(&module));
+            });
+        async move {
+            spawned
+                .map_err(|e| Error::InvalidArgument(format!("cannot start a load thread: {e}")))?;
+            rx.await
+                .unwrap_or_else(|_| Err(Error::InvalidArgument("the load thread panicked".into())))
+        }
+    }
+
+    /// Loads `module`, runs `f` on it, and releases it.
+    pub fn run<M: Module, R>(&self, module: &M, f: impl FnOnce(&M) -> R) -> Result<R> {
+        let loaded = self.load(module)?;
+        Ok(f(&loaded))
+    }
+
+    /// Ends the current pass now (otherwise a pass ends when a layer is loaded a second time).
+    pub fn end_pass(&self) {
+        self.inner.lock().end_pass();
+        self.inner.cond.notify_all();
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> StreamStats {
+        let s = self.inner.lock();
+        let (resident_bytes, resident_layers) = s.resident();
+        StreamStats {
+            passes: s.passes.clone(),
+            peak_bytes_held: s.peak(),
+            bytes_held: s.held(),
+            resident_bytes,
+            resident_layers,
+            bytes_discarded: s.discarded,
+            budget: self.inner.budget,
+        }
+    }
+
+    /// Names of the layers in the planned order.
+    pub fn plan(&self) -> Vec<String> {
+        let layers = &self.inner.source.manifest().layers;
+        self.inner
+            .lock()
+            .plan()
+            .iter()
+            .map(|&l| layers[l].name.clone())
+            .collect()
+    }
+
+    /// The skeleton's parameter paths.
+    pub fn paths(&self) -> &ParamPaths {
+        &self.inner.paths
+    }
+
+    /// The source the weights come from.
+    pub fn source(&self) -> &Arc<dyn WeightSource> {
+        &self.inner.source
+    }
+
+    /// The device the skeleton was built on (where loaded tensors go), if it has parameters.
+    pub fn device(&self) -> Option<&Device> {
+        self.inner.device.as_ref()
+    }
+}
+
+impl Drop for Streamer {
+    fn drop(&mut self) {
+        self.inner.lock().shutdown = true;
+        self.inner.cond.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}

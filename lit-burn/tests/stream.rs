@@ -1,0 +1,250 @@
+//! Streamed forward == resident forward, bit for bit, across prefetch depths and budgets; the
+//! budget, the residency rule and the counters.
+
+mod common;
+
+use burn::nn::LinearLayout;
+use burn::tensor::Device;
+use common::*;
+use lit_burn::paths::is_lazy;
+use lit_burn::{Error, StreamOptions, Streamer};
+use lit_core::{Event, WeightSource};
+use std::sync::{Arc, Mutex};
+
+fn largest_layer(source: &dyn WeightSource) -> (String, u64) {
+    let l = source
+        .manifest()
+        .layers
+        .iter()
+        .max_by_key(|l| l.byte_len)
+        .unwrap();
+    (l.name.clone(), l.byte_len)
+}
+
+#[test]
+fn layers_follow_the_default_grouping() {
+    let device = Device::flex();
+    let (_, source, _tmp) = exported(1, &device);
+    let names: Vec<&str> = source
+        .manifest()
+        .layers
+        .iter()
+        .map(|l| l.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "embed", "blocks.0", "blocks.1", "blocks.2", "blocks.3", "head"
+        ]
+    );
+    assert_eq!(largest_layer(source.as_ref()).0, "blocks.3");
+}
+
+#[test]
+fn streamed_equals_resident_bit_for_bit() {
+    let device = Device::flex();
+    let (net, source, _tmp) = exported(7, &device);
+    let expected = bits(net.forward(input(&device)));
+    let total = source.manifest().total_bytes;
+    let (_, largest) = largest_layer(source.as_ref());
+    for budget in [largest, total / 2, total] {
+        for prefetch in [0, 1, 3] {
+            let what = format!("budget {budget} of {total}, prefetch {prefetch}");
+            let skeleton = Net::new(LinearLayout::Row, &device);
+            let options = StreamOptions::default()
+                .with_budget(budget)
+                .with_prefetch(prefetch);
+            let streamer = Streamer::new(source.clone(), &skeleton, options).unwrap();
+            for pass in 0..3 {
+                let out = streamed_forward(&streamer, &skeleton, input(&device)).unwrap();
+                assert_eq!(bits(out), expected, "{what}, pass {pass}");
+            }
+            assert!(is_lazy(&skeleton), "{what}: the skeleton was initialised");
+
+            let stats = streamer.stats();
+            assert_eq!(stats.passes.len(), 3, "{what}");
+            assert_eq!(
+                stats.passes[0].bytes_read, total,
+                "{what}: first pass reads all"
+            );
+            for p in &stats.passes[1..] {
+                assert_eq!(
+                    p.bytes_read,
+                    total - stats.resident_bytes,
+                    "{what}: later passes read model - resident ({stats:?})"
+                );
+                assert_eq!(p.loads, 6);
+            }
+            assert!(stats.peak_bytes_held <= budget, "{what}: {stats:?}");
+            if budget == total {
+                assert_eq!(stats.resident_bytes, total, "{what}: all resident");
+            }
+            if budget == largest {
+                assert_eq!(stats.resident_bytes, 0, "{what}");
+            }
+            if budget == total / 2 {
+                assert!(
+                    stats.resident_bytes > 0 && stats.resident_bytes < total,
+                    "{what}: {stats:?}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn budget_below_the_largest_layer_names_it() {
+    let device = Device::flex();
+    let (_, source, _tmp) = exported(2, &device);
+    let (name, largest) = largest_layer(source.as_ref());
+    let skeleton = Net::new(LinearLayout::Row, &device);
+    let err = Streamer::new(
+        source,
+        &skeleton,
+        StreamOptions::default().with_budget(largest - 1),
+    )
+    .unwrap_err();
+    assert!(matches!(err, Error::BudgetTooSmall { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(msg.contains(&format!("`{name}`")), "{msg}");
+    assert!(msg.contains(&largest.to_string()), "{msg}");
+}
+
+#[test]
+fn whole_model_loads_at_once_within_the_budget_only() {
+    let device = Device::flex();
+    let (net, source, _tmp) = exported(3, &device);
+    let expected = bits(net.forward(input(&device)));
+    let total = source.manifest().total_bytes;
+    let skeleton = Net::new(LinearLayout::Row, &device);
+
+    let streamer = Streamer::new(source.clone(), &skeleton, StreamOptions::default()).unwrap();
+    let whole = streamer.load(&skeleton).unwrap();
+    assert_eq!(bits(whole.forward(input(&device))), expected);
+    assert!(whole.report().copied.is_empty(), "{:?}", whole.report());
+    assert!(whole.report().unused.is_empty());
+    drop(whole);
+    assert!(is_lazy(&skeleton));
+
+    let streamer = Streamer::new(
+        source,
+        &skeleton,
+        StreamOptions::default().with_budget(total - 1),
+    )
+    .unwrap();
+    let err = streamer.load(&skeleton).unwrap_err();
+    assert!(matches!(err, Error::BudgetTooSmall { .. }), "{err}");
+    assert!(err.to_string().contains("`blocks.3`"), "{err}");
+}
+
+#[test]
+fn holding_two_modules_past_the_budget_is_an_error() {
+    let device = Device::flex();
+    let (_, source, _tmp) = exported(4, &device);
+    let (_, largest) = largest_layer(source.as_ref());
+    let skeleton = Net::new(LinearLayout::Row, &device);
+    let streamer = Streamer::new(
+        source,
+        &skeleton,
+        StreamOptions::default()
+            .with_budget(largest)
+            .with_prefetch(0),
+    )
+    .unwrap();
+    let first = streamer.load(&skeleton.blocks[3]).unwrap();
+    let err = streamer.load(&skeleton.blocks[2]).unwrap_err();
+    assert!(matches!(err, Error::BudgetHeld { .. }), "{err}");
+    assert!(err.to_string().contains("blocks.2"), "{err}");
+    drop(first);
+    streamer.load(&skeleton.blocks[2]).unwrap();
+    assert!(streamer.stats().peak_bytes_held <= largest);
+}
+
+#[test]
+fn order_is_corrected_by_the_first_pass() {
+    let device = Device::flex();
+    let (_, source, _tmp) = exported(5, &device);
+    let skeleton = Net::new(LinearLayout::Row, &device);
+    let streamer =
+        Streamer::new(source, &skeleton, StreamOptions::default().with_prefetch(2)).unwrap();
+    // Run the blocks in reverse and skip the head.
+    for _ in 0..2 {
+        for b in skeleton.blocks.iter().rev() {
+            streamer.load(b).unwrap();
+        }
+        streamer.load(&skeleton.embed).unwrap();
+    }
+    assert_eq!(
+        streamer.plan(),
+        ["blocks.3", "blocks.2", "blocks.1", "blocks.0", "embed"]
+    );
+    let stats = streamer.stats();
+    assert_eq!(stats.passes.len(), 2);
+    // The unlimited budget keeps everything the model used resident after the first pass.
+    assert_eq!(stats.passes[1].bytes_read, 0, "{stats:?}");
+}
+
+/// (event kind, layer index, bytes).
+type Logged = (&'static str, usize, u64);
+
+#[test]
+fn events_pair_up() {
+    let device = Device::flex();
+    let (_, source, _tmp) = exported(6, &device);
+    let (_, largest) = largest_layer(source.as_ref());
+    let log: Arc<Mutex<Vec<Logged>>> = Arc::default();
+    let sink = log.clone();
+    let observer = move |e: &Event<'_>| {
+        let entry = match *e {
+            Event::FetchStarted { index, bytes, .. } => ("fetch", index, bytes),
+            Event::FetchFinished { index, bytes, .. } => ("fetched", index, bytes),
+            Event::ComputeStarted { index, .. } => ("compute", index, 0),
+            Event::ComputeFinished { index, .. } => ("computed", index, 0),
+            _ => return,
+        };
+        sink.lock().unwrap().push(entry);
+    };
+    let skeleton = Net::new(LinearLayout::Row, &device);
+    let streamer = Streamer::new(
+        source.clone(),
+        &skeleton,
+        StreamOptions::default()
+            .with_budget(largest * 2)
+            .with_prefetch(1)
+            .with_observer(observer),
+    )
+    .unwrap();
+    streamed_forward(&streamer, &skeleton, input(&device)).unwrap();
+    drop(streamer);
+    let log = log.lock().unwrap();
+    let count = |k: &str| log.iter().filter(|e| e.0 == k).count();
+    assert_eq!(count("compute"), 6);
+    assert_eq!(count("computed"), 6);
+    assert_eq!(count("fetch"), count("fetched"));
+    let fetched: u64 = log.iter().filter(|e| e.0 == "fetched").map(|e| e.2).sum();
+    assert!(fetched >= source.manifest().total_bytes, "{log:?}");
+    // Each layer computes after its fetch finished.
+    for (i, e) in log.iter().enumerate() {
+        if e.0 == "compute" {
+            assert!(
+                log[..i].iter().any(|f| f.0 == "fetched" && f.1 == e.1),
+                "{log:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn async_load_needs_no_runtime() {
+    let device = Device::flex();
+    let (net, source, _tmp) = exported(8, &device);
+    let skeleton = Net::new(LinearLayout::Row, &device);
+    let streamer = Streamer::new(source, &skeleton, StreamOptions::default()).unwrap();
+    let block = futures::executor::block_on(streamer.load_async(&skeleton.blocks[1])).unwrap();
+    let x = burn::tensor::Tensor::<2>::ones([2, D], &device);
+    assert_eq!(
+        bits(block.forward(x.clone())),
+        bits(net.blocks[1].forward(x))
+    );
+    assert!(is_lazy(&skeleton));
+}
