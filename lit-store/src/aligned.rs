@@ -87,11 +87,16 @@ impl BufferPool {
         }
     }
 
+    /// Keeps `buf` for reuse, dropping the oldest idle buffers if the pool would exceed its
+    /// limit (so a small early buffer never blocks the large ones a model mostly needs).
     fn give_back(&self, buf: AlignedBuf) {
+        if buf.capacity() > self.max_idle_bytes {
+            return;
+        }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let held: usize = idle.iter().map(AlignedBuf::capacity).sum();
-        if held + buf.capacity() <= self.max_idle_bytes {
-            idle.push(buf);
+        idle.push(buf);
+        while idle.iter().map(AlignedBuf::capacity).sum::<usize>() > self.max_idle_bytes {
+            idle.remove(0);
         }
     }
 }
@@ -166,8 +171,16 @@ mod tests {
             "a close size reuses the idle buffer"
         );
         assert_eq!(again.as_mut_slice().len(), 900);
+        drop(again);
         let big = pool.take(2 << 20).into_bytes();
         drop(big); // above the idle limit: freed, not kept
-        assert!(pool.idle.lock().unwrap().is_empty());
+        assert_eq!(pool.idle.lock().unwrap().len(), 1);
+        // Returning buffers beyond the limit drops the oldest idle ones, never the newest.
+        let (a, b) = (pool.take(600 << 10), pool.take(600 << 10));
+        drop(a.into_bytes());
+        drop(b.into_bytes());
+        let idle = pool.idle.lock().unwrap();
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].capacity(), 600 << 10);
     }
 }
