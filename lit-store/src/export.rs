@@ -6,9 +6,11 @@ use crate::layer_file::{TensorSpec, write_order};
 use crate::writer::StoreWriter;
 use lit_core::grouping::{GroupingOptions, TensorToGroup, plan_layers};
 use lit_core::{DType, Error, Event, Manifest, Observer, Result};
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// Tensor buffers in circulation between export's reader thread and the writer.
+const READ_BUFFERS: usize = 3;
 
 /// Options of [`export`].
 #[derive(Debug, Clone, Default)]
@@ -98,6 +100,8 @@ pub fn export_checkpoint(
     });
 
     let mut bytes_written = 0u64;
+    let (give_back, mut take_back) = std::sync::mpsc::channel::<Vec<u8>>();
+    let mut buffers = 0usize;
     for (index, layer) in plan.iter().enumerate() {
         let specs: Vec<TensorSpec> = layer
             .members
@@ -108,30 +112,58 @@ pub fn export_checkpoint(
                 shape: tensors[m].shape.clone(),
             })
             .collect();
-        // A reader thread fetches (and converts) the next tensor while this one is written.
+        // A reader thread fetches (and converts) the next tensor while this one is written;
+        // buffers come back once written and are reused across layers, so steady state
+        // allocates (and page-faults) nothing.
         let entry = std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Vec<u8>>)>(1);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Recycled>)>(1);
             let order = write_order(&specs);
-            let (specs, file) = (&specs, &file);
-            scope.spawn(move || {
+            let (specs, file, give_back) = (&specs, &file, &give_back);
+            let returned = std::mem::replace(&mut take_back, std::sync::mpsc::channel().1);
+            let reader = scope.spawn(move || {
                 for i in order {
-                    let m = layer.members[i];
-                    let bytes = read_stored(checkpoint, m, specs[i].dtype, file);
+                    // At most READ_BUFFERS buffers circulate: one being read, one queued, one
+                    // being written; waiting for one to come back beats faulting in a new one.
+                    let buf = match returned.try_recv() {
+                        Ok(buf) => buf,
+                        Err(_) if buffers < READ_BUFFERS => {
+                            buffers += 1;
+                            Vec::new()
+                        }
+                        Err(_) => match returned.recv() {
+                            Ok(buf) => buf,
+                            Err(_) => break,
+                        },
+                    };
+                    let bytes =
+                        read_stored(checkpoint, layer.members[i], specs[i].dtype, file, buf).map(
+                            |buf| Recycled {
+                                buf,
+                                home: give_back.clone(),
+                            },
+                        );
                     let failed = bytes.is_err();
                     if tx.send((i, bytes)).is_err() || failed {
-                        return;
+                        break;
                     }
                 }
+                (returned, buffers)
             });
-            writer
+            let written = writer
                 .write_layer(&layer.name, specs, |i| {
                     let (got, bytes) = rx.recv().map_err(|_| {
                         Error::InvalidArgument(format!("{file}: tensor reader stopped early"))
                     })?;
                     debug_assert_eq!(got, i, "reader and writer agree on the order");
-                    bytes.map(Cow::Owned)
+                    bytes
                 })
-                .cloned()
+                .cloned();
+            drop(rx);
+            if let Ok((returned, count)) = reader.join() {
+                take_back = returned;
+                buffers = count;
+            }
+            written
         })?;
         bytes_written += entry.byte_len;
         observer.on_event(&Event::LayerWritten {
@@ -172,21 +204,41 @@ pub fn export_checkpoint(
     })
 }
 
-/// Tensor `index` of `checkpoint` as it will be stored: converted to `to` when that differs.
+/// Tensor `index` of `checkpoint` as it will be stored (converted to `to` when that differs),
+/// read into `buf`.
 fn read_stored(
     checkpoint: &dyn Checkpoint,
     index: usize,
     to: DType,
     file: &str,
+    mut buf: Vec<u8>,
 ) -> Result<Vec<u8>> {
     let t = &checkpoint.tensors()[index];
-    let raw = checkpoint.read(index)?;
+    checkpoint.read_into(index, &mut buf)?;
     if t.dtype == to {
-        return Ok(raw.into_owned());
+        return Ok(buf);
     }
-    convert_floats(&raw, t.dtype, to).ok_or_else(|| Error::InvalidTensor {
+    convert_floats(&buf, t.dtype, to).ok_or_else(|| Error::InvalidTensor {
         file: file.to_string(),
         tensor: t.name.clone(),
         reason: format!("cannot convert {} to {to}", t.dtype),
     })
+}
+
+/// A tensor buffer that returns to the reader thread when dropped.
+struct Recycled {
+    buf: Vec<u8>,
+    home: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl AsRef<[u8]> for Recycled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf
+    }
+}
+
+impl Drop for Recycled {
+    fn drop(&mut self) {
+        let _ = self.home.send(std::mem::take(&mut self.buf));
+    }
 }

@@ -11,7 +11,6 @@
 use lit_core::checksum::StreamingChecksum;
 use lit_core::{DType, Error, Result, TensorEntry};
 use safetensors::tensor::{Metadata, TensorInfo};
-use std::borrow::Cow;
 use std::io::Write;
 
 /// Alignment of the data section inside every layer object, in bytes (one cache line).
@@ -91,11 +90,11 @@ pub fn write_order(tensors: &[TensorSpec]) -> Vec<usize> {
 /// Writes `tensors` as one aligned safetensors object to `out`, calling `data(i)` for the bytes of
 /// `tensors[i]` one tensor at a time, in [`write_order`] (so only one converted tensor is in memory at once).
 /// `file` names the object in errors.
-pub fn write_layer<'a, W: Write>(
+pub fn write_layer<W: Write, D: AsRef<[u8]>>(
     out: W,
     file: &str,
     tensors: &[TensorSpec],
-    mut data: impl FnMut(usize) -> Result<Cow<'a, [u8]>>,
+    mut data: impl FnMut(usize) -> Result<D>,
 ) -> Result<WrittenLayer> {
     let order = write_order(tensors);
 
@@ -150,6 +149,7 @@ pub fn write_layer<'a, W: Write>(
         let t = &tensors[i];
         let len = lit_core::manifest::tensor_byte_len(file, t.dtype, &t.shape)?;
         let bytes = data(i)?;
+        let bytes = bytes.as_ref();
         if bytes.len() as u64 != len {
             return Err(Error::InvalidTensor {
                 file: file.to_string(),
@@ -162,7 +162,7 @@ pub fn write_layer<'a, W: Write>(
                 ),
             });
         }
-        out.write_all(&bytes).map_err(io)?;
+        out.write_all(bytes).map_err(io)?;
         entries.push(TensorEntry {
             name: t.name.clone(),
             dtype: t.dtype,

@@ -5,7 +5,6 @@ use crate::sink::{LocalDirSink, StoreSink};
 use lit_core::checksum::checksum;
 use lit_core::manifest::{aux_key, layer_key};
 use lit_core::{AuxFile, Error, LayerEntry, Manifest, Result};
-use std::borrow::Cow;
 use std::io::Write;
 use std::path::Path;
 
@@ -53,11 +52,11 @@ impl StoreWriter {
 
     /// Writes the next layer (in execution order) with `tensors`, whose bytes `data(i)` produces
     /// one at a time.
-    pub fn write_layer<'a>(
+    pub fn write_layer<D: AsRef<[u8]>>(
         &mut self,
         name: &str,
         tensors: &[TensorSpec],
-        data: impl FnMut(usize) -> Result<Cow<'a, [u8]>>,
+        data: impl FnMut(usize) -> Result<D>,
     ) -> Result<&LayerEntry> {
         if self.layers.iter().any(|l| l.name == name) {
             return Err(Error::InvalidArgument(format!(

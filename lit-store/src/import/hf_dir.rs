@@ -134,6 +134,11 @@ impl Checkpoint for HfDirectory {
         self.files[f].read(i)
     }
 
+    fn read_into(&self, index: usize, out: &mut Vec<u8>) -> Result<()> {
+        let (f, i) = self.locations[index];
+        self.files[f].read_into(i, out)
+    }
+
     fn aux_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(self.aux.clone())
     }

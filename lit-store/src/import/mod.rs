@@ -37,6 +37,14 @@ pub trait Checkpoint: Send + Sync {
     fn tensors(&self) -> &[SourceTensor];
     /// Raw little-endian bytes of `tensors()[index]`, exactly `shape × dtype size` long.
     fn read(&self, index: usize) -> Result<Cow<'_, [u8]>>;
+    /// Like [`Checkpoint::read`], into `out` (replacing its contents), so a caller can reuse one
+    /// buffer for many tensors instead of faulting in fresh memory for each.
+    fn read_into(&self, index: usize, out: &mut Vec<u8>) -> Result<()> {
+        let bytes = self.read(index)?;
+        out.clear();
+        out.extend_from_slice(&bytes);
+        Ok(())
+    }
     /// Files carried along into the store (name, bytes): `config.json`, `tokenizer.json`, ….
     fn aux_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(Vec::new())

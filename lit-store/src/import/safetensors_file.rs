@@ -101,16 +101,25 @@ impl Checkpoint for SafetensorsFile {
     }
 
     fn read(&self, index: usize) -> Result<Cow<'_, [u8]>> {
+        let mut buf = Vec::new();
+        self.read_into(index, &mut buf)?;
+        Ok(Cow::Owned(buf))
+    }
+
+    fn read_into(&self, index: usize, out: &mut Vec<u8>) -> Result<()> {
         let t = &self.tensors[index];
         let len = lit_core::manifest::tensor_byte_len(&self.path, t.dtype, &t.shape)? as usize;
-        let mut buf = vec![0u8; len];
+        if out.capacity() < len {
+            // A fresh allocation: growing would copy the old contents for nothing.
+            *out = Vec::with_capacity(len);
+        }
+        out.resize(len, 0);
         self.file
-            .read_exact_at(&mut buf, self.offsets[index])
+            .read_exact_at(out, self.offsets[index])
             .map_err(|e| Error::InvalidTensor {
                 file: self.path.clone(),
                 tensor: t.name.clone(),
                 reason: format!("cannot read its {len} bytes: {e} (file changed during export?)"),
-            })?;
-        Ok(Cow::Owned(buf))
+            })
     }
 }
