@@ -13,7 +13,9 @@
 //! - [`names`]: from module paths to store names and layouts (per-model adapters);
 //! - [`load`]: filling a module clone from layer bytes, zero-copy where possible;
 //! - [`executor`]: the [`Streamer`], with prefetch, residency and a memory budget;
-//! - [`interop`]: a lit store as a burn-store `ModuleStore`, to load a model that fits whole.
+//! - [`interop`]: a lit store as a burn-store `ModuleStore`, to load a model that fits whole;
+//! - [`models`]: built-in architectures (BERT sentence embeddings, Llama, GPT-2), built from the
+//!   config kept in the store.
 //!
 //! ```no_run
 //! use burn::module::Module;
@@ -49,6 +51,7 @@ pub mod error;
 pub mod executor;
 pub mod interop;
 pub mod load;
+pub mod models;
 pub mod names;
 pub mod paths;
 
