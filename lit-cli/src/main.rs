@@ -23,6 +23,10 @@ enum Command {
     Inspect(commands::inspect::Args),
     /// Recompute every checksum of a store; exits non-zero if any layer is bad.
     Verify(commands::verify::Args),
+    /// Run a built-in architecture over a store, streaming its weights.
+    Run(commands::run::Args),
+    /// Write a seeded synthetic Llama or GPT-2 store of any size.
+    Synth(commands::synth::Args),
     /// Make a small checkpoint, export it, inspect it and verify it: lit end to end, offline.
     Demo(commands::demo::Args),
 }
@@ -33,6 +37,8 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Verify(args) => commands::verify::run(args),
+        Command::Run(args) => commands::run::run(args),
+        Command::Synth(args) => commands::synth::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match result {

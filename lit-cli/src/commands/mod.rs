@@ -3,6 +3,8 @@
 pub(crate) mod demo;
 pub(crate) mod export;
 pub(crate) mod inspect;
+pub(crate) mod run;
+pub(crate) mod synth;
 pub(crate) mod verify;
 
 use anyhow::Context;

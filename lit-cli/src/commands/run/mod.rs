@@ -1,0 +1,109 @@
+//! `lit run bert|llama|gpt2 STORE …`: streamed inference with the built-in architectures.
+
+mod bert;
+mod generate;
+
+use crate::progress::human_bytes;
+use anyhow::Context;
+use lit_burn::{LitDevice, StreamOptions, Streamer};
+use lit_core::WeightSource;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[derive(Debug, clap::Parser)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    model: Model,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Model {
+    /// Sentence embeddings with a BERT encoder (mean pooling + L2 normalisation).
+    Bert(bert::Args),
+    /// Text generation with a Llama-style decoder.
+    Llama(generate::Args),
+    /// Text generation with GPT-2.
+    Gpt2(generate::Args),
+}
+
+/// Options every `lit run` model takes.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Common {
+    /// The store (a directory).
+    pub(crate) store: PathBuf,
+    /// Memory budget for weights: resident layers + prefetches + the running layer (e.g. 512MiB).
+    /// Default: the whole model (everything stays resident after the first pass).
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) budget: Option<bytesize::ByteSize>,
+    /// Layers fetched ahead of the running one.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) prefetch: usize,
+    /// Compute device: cpu (Flex), ndarray, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub(crate) device: String,
+}
+
+impl Common {
+    /// Opens the store.
+    pub(crate) fn open(&self) -> anyhow::Result<Arc<dyn WeightSource>> {
+        Ok(Arc::new(super::open_store(&self.store)?))
+    }
+
+    /// The device asked for (probed).
+    pub(crate) fn device(&self) -> anyhow::Result<LitDevice> {
+        LitDevice::parse(&self.device).with_context(|| format!("device `{}`", self.device))
+    }
+
+    /// Stream options from the flags.
+    pub(crate) fn stream_options(&self) -> StreamOptions {
+        let options = StreamOptions::default().with_prefetch(self.prefetch);
+        match self.budget {
+            Some(b) => options.with_budget(b.as_u64()),
+            None => options,
+        }
+    }
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.model {
+        Model::Bert(a) => bert::run(a),
+        Model::Llama(a) => generate::run(a, generate::Arch::Llama),
+        Model::Gpt2(a) => generate::run(a, generate::Arch::Gpt2),
+    }
+}
+
+/// Peak resident set size of this process so far (VmHWM), in bytes.
+pub(crate) fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// The closing lines every run prints (to stderr, so stdout stays machine-readable).
+pub(crate) fn report(streamer: &Streamer, passes: usize, seconds: f64, budget: Option<u64>) {
+    let stats = streamer.stats();
+    let per_pass = seconds / passes.max(1) as f64;
+    eprintln!(
+        "{passes} passes in {seconds:.2} s ({:.1} ms/pass); read {} from the store ({} resident in {} layers)",
+        per_pass * 1e3,
+        human_bytes(stats.bytes_read_total()),
+        human_bytes(stats.resident_bytes),
+        stats.resident_layers,
+    );
+    let rss = peak_rss()
+        .map(human_bytes)
+        .unwrap_or_else(|| "unknown".into());
+    match budget {
+        Some(b) => eprintln!(
+            "peak RSS {rss} (weights budget {}; peak weights held {})",
+            human_bytes(b),
+            human_bytes(stats.peak_bytes_held)
+        ),
+        None => eprintln!(
+            "peak RSS {rss} (no budget; peak weights held {})",
+            human_bytes(stats.peak_bytes_held)
+        ),
+    }
+}
