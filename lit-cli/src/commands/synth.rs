@@ -1,6 +1,12 @@
 //! `lit synth llama|gpt2 DST --params 2B --seed N`
 
+use crate::progress::{WriteProgress, human_bytes, mb_per_s};
+use anyhow::Context;
+use lit_burn::models::synth::{Synth, SynthConfig, parse_count};
+use lit_core::DType;
+use lit_store::StoreWriter;
 use std::process::ExitCode;
+use std::time::Instant;
 
 #[derive(Debug, clap::Parser)]
 pub(crate) struct Args {
@@ -16,10 +22,54 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
     /// Float type of the weights: f32, f16 or bf16.
-    #[arg(long, default_value = "f32")]
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     pub(crate) dtype: String,
 }
 
-pub(crate) fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lit synth` is not built yet")
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let target = parse_count(&args.params)?;
+    let config = match args.arch.as_str() {
+        "llama" => SynthConfig::llama_with_params(target),
+        _ => SynthConfig::gpt2_with_params(target),
+    };
+    let dtype: DType = args.dtype.parse().map_err(anyhow::Error::msg)?;
+    let synth = Synth::new(config, args.seed).with_dtype(dtype);
+    let shape = synth.config.describe();
+    let params = synth.config.num_params();
+    eprintln!(
+        "synthesizing a {} of {} parameters ({shape}), {} of {dtype}",
+        args.arch,
+        human_count(params),
+        human_bytes(synth.data_bytes()),
+    );
+    let writer = StoreWriter::create_local(&args.dst)
+        .with_context(|| format!("cannot create {}", args.dst.display()))?;
+    let progress = WriteProgress::new("synthesizing");
+    let start = Instant::now();
+    let result = synth.write_store(writer, &progress);
+    progress.finish();
+    let manifest = result.with_context(|| format!("cannot write {}", args.dst.display()))?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!(
+        "wrote synthetic {} ({} parameters, seed {}): {} in {} layers to {} in {seconds:.2} s ({:.0} MB/s)",
+        args.arch,
+        human_count(params),
+        args.seed,
+        human_bytes(manifest.total_bytes),
+        manifest.layers.len(),
+        args.dst.display(),
+        mb_per_s(manifest.total_bytes, seconds),
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `1.23B`, `125.0M`, `45.2K`.
+fn human_count(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        _ if n >= 1e9 => format!("{:.2}B", n / 1e9),
+        _ if n >= 1e6 => format!("{:.1}M", n / 1e6),
+        _ if n >= 1e3 => format!("{:.1}K", n / 1e3),
+        _ => format!("{n}"),
+    }
 }

@@ -1,6 +1,10 @@
 //! `lit run bert STORE [--tokenizer FILE] [--json] TEXT...`
 
+use anyhow::Context;
+use lit_burn::models::bert::{DEFAULT_MAX_LENGTH, SentenceEmbedder, tokenizer_from_json};
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Instant;
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
@@ -12,11 +16,61 @@ pub(crate) struct Args {
     /// Print a JSON array of float arrays.
     #[arg(long)]
     pub(crate) json: bool,
+    /// Longest input in tokens; longer texts are truncated.
+    #[arg(long, default_value_t = DEFAULT_MAX_LENGTH)]
+    pub(crate) max_length: usize,
+    /// Texts per encoder pass (each pass streams the model once).
+    #[arg(long, default_value_t = 32)]
+    pub(crate) batch_size: usize,
     /// Texts to embed.
     #[arg(required = true)]
     pub(crate) texts: Vec<String>,
 }
 
-pub(crate) fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`lit run bert` is not built yet")
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let source = args.common.open()?;
+    let device = args.common.device()?;
+    let options = args.common.stream_options();
+    let embedder = match &args.tokenizer {
+        Some(path) => {
+            let json = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+            let tokenizer = tokenizer_from_json(&json, args.max_length)?;
+            SentenceEmbedder::with_tokenizer(source, tokenizer, device.device(), options)?
+        }
+        None if args.max_length != DEFAULT_MAX_LENGTH => {
+            let json = futures::executor::block_on(lit_core::WeightSourceExt::read_aux(
+                source.as_ref(),
+                "tokenizer.json",
+            ))?;
+            let tokenizer = tokenizer_from_json(&json, args.max_length)?;
+            SentenceEmbedder::with_tokenizer(source, tokenizer, device.device(), options)?
+        }
+        None => SentenceEmbedder::open(source, device.device(), options)?,
+    }
+    .with_batch_size(args.batch_size);
+
+    let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
+    let start = Instant::now();
+    let vectors = embedder.embed(&texts)?;
+    let seconds = start.elapsed().as_secs_f64();
+
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer(&mut out, &vectors)?;
+        writeln!(out)?;
+    } else {
+        for v in &vectors {
+            let line: Vec<String> = v.iter().map(f32::to_string).collect();
+            writeln!(out, "{}", line.join(" "))?;
+        }
+    }
+    out.flush()?;
+    let passes = texts.len().div_ceil(args.batch_size.max(1));
+    super::report(
+        embedder.streamer(),
+        passes,
+        seconds,
+        args.common.budget.map(|b| b.as_u64()),
+    );
+    Ok(ExitCode::SUCCESS)
 }

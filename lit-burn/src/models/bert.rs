@@ -1,0 +1,424 @@
+//! BERT encoder with mean pooling and L2 normalisation: sentence embeddings
+//! (all-MiniLM-L6-v2 and other `sentence-transformers` BERT models).
+//!
+//! The skeleton mirrors the Hugging Face module tree, so [`Bert::names`] only renames
+//! `layer_norm` → `LayerNorm`, `self_attention` → `self` and LayerNorm `gamma`/`beta` →
+//! `weight`/`bias`. Linear layers use [`LinearLayout::Col`]: the stored PyTorch `[out, in]`
+//! weights load as they are (a transposed view on Flex, no copy).
+//!
+//! ```no_run
+//! use lit_burn::models::bert::SentenceEmbedder;
+//! use lit_burn::StreamOptions;
+//! use std::sync::Arc;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let source = Arc::new(lit_store::LocalSource::open("minilm.lit")?);
+//! let device = burn::tensor::Device::flex();
+//! let options = StreamOptions::default().with_budget(64 << 20).with_prefetch(2);
+//! let embedder = SentenceEmbedder::open(source, &device, options)?;
+//! let vectors = embedder.embed(&["A man is eating food.", "Someone eats a meal."])?;
+//! let cosine: f32 = vectors[0].iter().zip(&vectors[1]).map(|(a, b)| a * b).sum();
+//! println!("cosine similarity {cosine:.3}");
+//! # Ok(())
+//! # }
+//! ```
+
+mod embedder;
+
+pub use embedder::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, SentenceEmbedder, tokenizer_from_json};
+
+use crate::error::{Error, Result};
+use crate::executor::Streamer;
+use crate::names::NameRules;
+use burn::module::Module;
+use burn::nn::{
+    Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, LinearLayout,
+};
+use burn::tensor::activation::{gelu, softmax};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use lit_core::Manifest;
+
+/// The fields of a Hugging Face BERT `config.json` that the encoder needs.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize, serde::Serialize)]
+pub struct BertConfig {
+    /// Vocabulary size (rows of the word embeddings).
+    pub vocab_size: usize,
+    /// Model width.
+    pub hidden_size: usize,
+    /// Encoder layers.
+    pub num_hidden_layers: usize,
+    /// Attention heads per layer.
+    pub num_attention_heads: usize,
+    /// Width of the feed-forward layer.
+    pub intermediate_size: usize,
+    /// Longest sequence the position embeddings cover.
+    pub max_position_embeddings: usize,
+    /// Token type (segment) vocabulary size.
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Feed-forward activation; only exact (`erf`) `"gelu"` is supported.
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Position embedding kind; only `"absolute"` is supported.
+    #[serde(default = "default_position")]
+    pub position_embedding_type: String,
+    /// Id of the padding token.
+    #[serde(default)]
+    pub pad_token_id: u32,
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_position() -> String {
+    "absolute".into()
+}
+
+impl BertConfig {
+    /// Parses and checks a `config.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let config: BertConfig = serde_json::from_slice(bytes)
+            .map_err(|e| Error::InvalidArgument(format!("BERT config.json: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks that lit's encoder can run this configuration.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(format!("BERT config.json: {m}")));
+        if self.hidden_act != "gelu" {
+            return bad(format!(
+                "hidden_act `{}` is not supported (only exact `gelu`)",
+                self.hidden_act
+            ));
+        }
+        if self.position_embedding_type != "absolute" {
+            return bad(format!(
+                "position_embedding_type `{}` is not supported (only `absolute`)",
+                self.position_embedding_type
+            ));
+        }
+        if self.num_attention_heads == 0
+            || !self.hidden_size.is_multiple_of(self.num_attention_heads)
+        {
+            return bad(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        Ok(())
+    }
+
+    /// A lazy skeleton on `device`: no weight memory is allocated.
+    pub fn init(&self, device: &Device) -> Bert {
+        let d = self.hidden_size;
+        let norm = || {
+            LayerNormConfig::new(d)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device)
+        };
+        let linear = |i, o| {
+            LinearConfig::new(i, o)
+                .with_layout(LinearLayout::Col)
+                .init(device)
+        };
+        let output = |i| BertOutput {
+            dense: linear(i, d),
+            layer_norm: norm(),
+        };
+        let layer = || BertLayer {
+            attention: BertAttention {
+                self_attention: BertSelfAttention {
+                    query: linear(d, d),
+                    key: linear(d, d),
+                    value: linear(d, d),
+                    num_heads: self.num_attention_heads,
+                },
+                output: output(d),
+            },
+            intermediate: BertIntermediate {
+                dense: linear(d, self.intermediate_size),
+            },
+            output: output(self.intermediate_size),
+        };
+        Bert {
+            embeddings: BertEmbeddings {
+                word_embeddings: EmbeddingConfig::new(self.vocab_size, d).init(device),
+                position_embeddings: EmbeddingConfig::new(self.max_position_embeddings, d)
+                    .init(device),
+                token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size, d).init(device),
+                layer_norm: norm(),
+            },
+            encoder: BertEncoder {
+                layer: (0..self.num_hidden_layers).map(|_| layer()).collect(),
+            },
+        }
+    }
+}
+
+/// A BERT encoder (no pooler: sentence embeddings mean-pool the last hidden state).
+#[derive(Module, Debug)]
+pub struct Bert {
+    /// Word, position and token type embeddings.
+    pub embeddings: BertEmbeddings,
+    /// The encoder layers.
+    pub encoder: BertEncoder,
+}
+
+/// Embeddings: the sum of three lookups, then LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertEmbeddings {
+    /// `[vocab, hidden]`.
+    pub word_embeddings: Embedding,
+    /// `[max_positions, hidden]`.
+    pub position_embeddings: Embedding,
+    /// `[type_vocab, hidden]`.
+    pub token_type_embeddings: Embedding,
+    /// Stored as `embeddings.LayerNorm`.
+    pub layer_norm: LayerNorm,
+}
+
+/// The stack of encoder layers (`encoder.layer.N`).
+#[derive(Module, Debug)]
+pub struct BertEncoder {
+    /// One entry per layer.
+    pub layer: Vec<BertLayer>,
+}
+
+/// One post-LayerNorm encoder layer.
+#[derive(Module, Debug)]
+pub struct BertLayer {
+    /// Self-attention and its output projection.
+    pub attention: BertAttention,
+    /// Feed-forward up-projection (followed by GELU).
+    pub intermediate: BertIntermediate,
+    /// Feed-forward down-projection, residual and LayerNorm.
+    pub output: BertOutput,
+}
+
+/// Self-attention with its output block.
+#[derive(Module, Debug)]
+pub struct BertAttention {
+    /// Stored as `attention.self`.
+    pub self_attention: BertSelfAttention,
+    /// Projection, residual and LayerNorm.
+    pub output: BertOutput,
+}
+
+/// Multi-head scaled dot-product self-attention.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention {
+    /// Query projection.
+    pub query: Linear,
+    /// Key projection.
+    pub key: Linear,
+    /// Value projection.
+    pub value: Linear,
+    /// Number of heads.
+    pub num_heads: usize,
+}
+
+/// The feed-forward up-projection.
+#[derive(Module, Debug)]
+pub struct BertIntermediate {
+    /// `hidden → intermediate`.
+    pub dense: Linear,
+}
+
+/// A dense projection added to the residual, then LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertOutput {
+    /// The projection back to the model width.
+    pub dense: Linear,
+    /// Stored as `…output.LayerNorm`.
+    pub layer_norm: LayerNorm,
+}
+
+/// A batch ready for the encoder: ids padded to the longest sequence, and the mask.
+#[derive(Debug, Clone)]
+pub struct BertInput {
+    /// Token ids `[batch, seq]`.
+    pub ids: Tensor<2, Int>,
+    /// Token type ids `[batch, seq]`.
+    pub type_ids: Tensor<2, Int>,
+    /// Positions `[batch, seq]` (0, 1, 2, … in every row).
+    pub positions: Tensor<2, Int>,
+    /// 1 for a real token, 0 for padding, `[batch, seq, 1]`.
+    pub mask: Tensor<3>,
+    /// 0 for a real key, a large negative for padding, `[batch, 1, 1, seq]`.
+    pub attention_bias: Tensor<4>,
+}
+
+/// One tokenized text: its ids and token type ids (empty `type_ids` means all 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenIds {
+    /// Token ids, special tokens included.
+    pub ids: Vec<u32>,
+    /// Segment ids, as long as `ids` (or empty).
+    pub type_ids: Vec<u32>,
+}
+
+/// What padding keys get added to their attention scores before the softmax.
+const MASKED: f32 = -1e9;
+
+impl BertInput {
+    /// Pads `batch` to its longest sequence with `pad_id` and builds the masks on `device`.
+    pub fn new(batch: &[TokenIds], pad_id: u32, device: &Device) -> Result<Self> {
+        let (b, s) = (batch.len(), batch.iter().map(|t| t.ids.len()).max());
+        let s = match s {
+            Some(s) if s > 0 => s,
+            _ => return Err(Error::InvalidArgument("an empty batch or text".into())),
+        };
+        let mut ids = vec![pad_id as i64; b * s];
+        let mut types = vec![0i64; b * s];
+        let mut mask = vec![0f32; b * s];
+        for (row, t) in batch.iter().enumerate() {
+            if t.ids.is_empty() || !(t.type_ids.is_empty() || t.type_ids.len() == t.ids.len()) {
+                return Err(Error::InvalidArgument(format!(
+                    "text {row}: {} ids, {} type ids",
+                    t.ids.len(),
+                    t.type_ids.len()
+                )));
+            }
+            for (j, &id) in t.ids.iter().enumerate() {
+                ids[row * s + j] = id as i64;
+                mask[row * s + j] = 1.0;
+            }
+            for (j, &ty) in t.type_ids.iter().enumerate() {
+                types[row * s + j] = ty as i64;
+            }
+        }
+        let positions: Vec<i64> = (0..b).flat_map(|_| 0..s as i64).collect();
+        let bias: Vec<f32> = mask.iter().map(|&m| (1.0 - m) * MASKED).collect();
+        let int = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [b, s]), device);
+        Ok(BertInput {
+            ids: int(ids),
+            type_ids: int(types),
+            positions: int(positions),
+            mask: Tensor::from_data(TensorData::new(mask, [b, s, 1]), device),
+            attention_bias: Tensor::from_data(TensorData::new(bias, [b, 1, 1, s]), device),
+        })
+    }
+}
+
+impl BertEmbeddings {
+    /// `[batch, seq, hidden]` embeddings of `input`.
+    pub fn forward(&self, input: &BertInput) -> Tensor<3> {
+        let x = self.word_embeddings.forward(input.ids.clone())
+            + self.position_embeddings.forward(input.positions.clone())
+            + self.token_type_embeddings.forward(input.type_ids.clone());
+        self.layer_norm.forward(x)
+    }
+}
+
+impl BertSelfAttention {
+    /// Attention over `x` `[batch, seq, hidden]`; `bias` `[batch, 1, 1, seq]` masks keys.
+    pub fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+        let [b, s, d] = x.dims();
+        let (h, hd) = (self.num_heads, d / self.num_heads);
+        let heads = |t: Tensor<3>| t.reshape([b, s, h, hd]).swap_dims(1, 2);
+        let q = heads(self.query.forward(x.clone()));
+        let k = heads(self.key.forward(x.clone()));
+        let v = heads(self.value.forward(x));
+        let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
+        let probs = softmax(scores + bias.expand([b, h, s, s]), 3);
+        probs.matmul(v).swap_dims(1, 2).reshape([b, s, d])
+    }
+}
+
+impl BertOutput {
+    /// `LayerNorm(dense(x) + residual)`.
+    pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
+        self.layer_norm.forward(self.dense.forward(x) + residual)
+    }
+}
+
+impl BertLayer {
+    /// One encoder layer over `x` `[batch, seq, hidden]`.
+    pub fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
+        let attn = self.attention.self_attention.forward(x.clone(), bias);
+        let x = self.attention.output.forward(attn, x);
+        let h = gelu(self.intermediate.dense.forward(x.clone()));
+        self.output.forward(h, x)
+    }
+}
+
+impl Bert {
+    /// Maps this skeleton's paths to Hugging Face BERT names (`encoder.layer.3.attention.self.
+    /// query.weight`, `embeddings.LayerNorm.weight`), each prefixed with `prefix` (`""`, or
+    /// `"bert."` for checkpoints saved from a task model).
+    pub fn names(prefix: &str) -> NameRules {
+        NameRules::new()
+            .rename_field("LayerNorm", "gamma", "weight")
+            .rename_field("LayerNorm", "beta", "bias")
+            .replace_component("layer_norm", "LayerNorm")
+            .replace_component("self_attention", "self")
+            .replace_prefix("", prefix)
+    }
+
+    /// [`Bert::names`] with the prefix the store uses (`bert.` or none).
+    pub fn names_for(manifest: &Manifest) -> NameRules {
+        let prefixed = manifest
+            .find_tensor("bert.embeddings.word_embeddings.weight")
+            .is_some();
+        Self::names(if prefixed { "bert." } else { "" })
+    }
+
+    /// The last hidden state `[batch, seq, hidden]`, each submodule loaded through `streamer`
+    /// (the embeddings, then one encoder layer at a time) and released after it runs.
+    pub fn forward(&self, streamer: &Streamer, input: &BertInput) -> Result<Tensor<3>> {
+        let mut x = streamer.load(&self.embeddings)?.forward(input);
+        for layer in &self.encoder.layer {
+            x = streamer
+                .load(layer)?
+                .forward(x, input.attention_bias.clone());
+        }
+        Ok(x)
+    }
+
+    /// Sentence embeddings of a batch of tokenized texts: the encoder, mean pooling over the
+    /// real (non-padding) tokens, then L2 normalisation. One vector per text.
+    pub fn embed(
+        &self,
+        streamer: &Streamer,
+        batch: &[TokenIds],
+        pad_id: u32,
+    ) -> Result<Vec<Vec<f32>>> {
+        let device = self
+            .devices()
+            .first()
+            .cloned()
+            .ok_or_else(|| Error::Skeleton("the BERT skeleton has no parameters".into()))?;
+        let input = BertInput::new(batch, pad_id, &device)?;
+        let hidden = self.forward(streamer, &input)?;
+        let [b, _, d] = hidden.dims();
+        let pooled = mean_pool_normalize(hidden, input.mask);
+        let values = pooled
+            .try_into_vec_as::<f32>()
+            .map_err(|e| Error::InvalidArgument(format!("reading embeddings: {e:?}")))?;
+        debug_assert_eq!(values.len(), b * d);
+        Ok(values.chunks(d).map(<[f32]>::to_vec).collect())
+    }
+}
+
+/// Mean over the tokens where `mask` `[b, s, 1]` is 1, then division by the L2 norm (at least
+/// 1e-12, as `torch.nn.functional.normalize`). Returns `[b, d]`.
+pub fn mean_pool_normalize(hidden: Tensor<3>, mask: Tensor<3>) -> Tensor<2> {
+    let [b, _, d] = hidden.dims();
+    let summed = (hidden * mask.clone()).sum_dim(1); // [b, 1, d]
+    let mean = summed / mask.sum_dim(1); // [b, 1, 1]
+    let norm = (mean.clone() * mean.clone())
+        .sum_dim(2)
+        .sqrt()
+        .clamp_min(1e-12);
+    (mean / norm).reshape([b, d])
+}

@@ -1,0 +1,284 @@
+//! What the decoders share: how weights arrive ([`Weights`]), the [`KvCache`], rotary position
+//! embeddings ([`Rope`]) and causal (grouped-query) attention.
+
+use crate::error::Result;
+use crate::executor::{Loaded, Streamer};
+use burn::module::Module;
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use std::ops::Deref;
+
+/// Where a forward pass gets each submodule's weights from.
+///
+/// [`Streamer`] fills a clone of each submodule from the store and releases it when dropped;
+/// [`Resident`] runs a model that is already filled (loaded whole).
+pub trait Weights {
+    /// A filled module, alive while it is used.
+    type Held<M: Module>: Deref<Target = M>;
+
+    /// `module` (a submodule of the model the pass runs) with its weights.
+    fn load<M: Module>(&self, module: &M) -> Result<Self::Held<M>>;
+
+    /// Called at the end of each forward pass (one token step).
+    fn end_pass(&self) {}
+}
+
+impl Weights for Streamer {
+    type Held<M: Module> = Loaded<M>;
+
+    fn load<M: Module>(&self, module: &M) -> Result<Loaded<M>> {
+        Streamer::load(self, module)
+    }
+
+    fn end_pass(&self) {
+        Streamer::end_pass(self)
+    }
+}
+
+/// Weights already in the model: `load` returns a (cheap, `Arc`-sharing) clone of the module.
+///
+/// Use it with a model loaded whole (for example by [`crate::load_module`] on the skeleton).
+/// On a lazy skeleton it would initialise random weights.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Resident;
+
+/// A module [`Resident`] hands out.
+#[derive(Debug)]
+pub struct Held<M>(M);
+
+impl<M> Deref for Held<M> {
+    type Target = M;
+
+    fn deref(&self) -> &M {
+        &self.0
+    }
+}
+
+impl Weights for Resident {
+    type Held<M: Module> = Held<M>;
+
+    fn load<M: Module>(&self, module: &M) -> Result<Held<M>> {
+        Ok(Held(module.clone()))
+    }
+}
+
+/// Keys and values of every layer for the positions processed so far. It lives outside the
+/// model, so it stays while the weights stream through.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `n_layers` layers.
+    pub fn new(n_layers: usize) -> Self {
+        KvCache {
+            layers: vec![None; n_layers],
+            len: 0,
+        }
+    }
+
+    /// Positions cached (the position of the next token).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is cached yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets everything.
+    pub fn clear(&mut self) {
+        self.layers.iter_mut().for_each(|l| *l = None);
+        self.len = 0;
+    }
+
+    /// Bytes the cached keys and values take.
+    pub fn bytes(&self) -> u64 {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(k, v)| {
+                (k.shape().num_elements() * k.dtype().size()
+                    + v.shape().num_elements() * v.dtype().size()) as u64
+            })
+            .sum()
+    }
+
+    /// Appends `k`, `v` (`[batch, kv_heads, new, head_dim]`) to layer `layer`; returns the whole
+    /// keys and values of that layer.
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: Tensor<4>,
+        v: Tensor<4>,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let slot = &mut self.layers[layer];
+        let (k, v) = match slot.take() {
+            None => (k, v),
+            Some((ck, cv)) => (Tensor::cat(vec![ck, k], 2), Tensor::cat(vec![cv, v], 2)),
+        };
+        *slot = Some((k.clone(), v.clone()));
+        (k, v)
+    }
+
+    /// Records that a pass over `n` new positions finished.
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+}
+
+/// How RoPE frequencies are rescaled (`rope_scaling` in a Hugging Face config).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RopeScaling {
+    /// Every frequency divided by `factor` (position interpolation).
+    Linear {
+        /// Divisor.
+        factor: f64,
+    },
+    /// Llama 3's wavelength-dependent scaling.
+    Llama3 {
+        /// Divisor of low frequencies.
+        factor: f64,
+        /// Wavelengths above `original / low_freq_factor` are scaled fully.
+        low_freq_factor: f64,
+        /// Wavelengths below `original / high_freq_factor` are kept.
+        high_freq_factor: f64,
+        /// Context length of the pretrained model.
+        original_max_position_embeddings: f64,
+    },
+}
+
+/// Rotary position embeddings in Hugging Face's `rotate_half` convention: dimension `j` pairs
+/// with `j + head_dim / 2`. Tables are computed on the host in `f64`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    inv_freq: Vec<f64>,
+}
+
+impl Rope {
+    /// Frequencies `theta^(-2i/head_dim)`, rescaled by `scaling`.
+    pub fn new(head_dim: usize, theta: f64, scaling: Option<&RopeScaling>) -> Self {
+        let inv = (0..head_dim / 2).map(|i| 1.0 / theta.powf((2 * i) as f64 / head_dim as f64));
+        let inv_freq = match scaling {
+            None => inv.collect(),
+            Some(RopeScaling::Linear { factor }) => inv.map(|f| f / factor).collect(),
+            Some(&RopeScaling::Llama3 {
+                factor,
+                low_freq_factor: lo,
+                high_freq_factor: hi,
+                original_max_position_embeddings: old,
+            }) => inv
+                .map(|f| {
+                    let wavelen = 2.0 * std::f64::consts::PI / f;
+                    if wavelen < old / hi {
+                        f
+                    } else if wavelen > old / lo {
+                        f / factor
+                    } else {
+                        let smooth = (old / wavelen - lo) / (hi - lo);
+                        (1.0 - smooth) * f / factor + smooth * f
+                    }
+                })
+                .collect(),
+        };
+        Rope { inv_freq }
+    }
+
+    /// `cos` and `sin` tables (`[len, head_dim]`) for positions `start..start + len`.
+    pub fn tables(&self, start: usize, len: usize, device: &Device) -> RopeTables {
+        let d = self.inv_freq.len() * 2;
+        let mut cos = Vec::with_capacity(len * d);
+        let mut sin = Vec::with_capacity(len * d);
+        for p in start..start + len {
+            for _ in 0..2 {
+                for f in &self.inv_freq {
+                    let (s, c) = (p as f64 * f).sin_cos();
+                    cos.push(c as f32);
+                    sin.push(s as f32);
+                }
+            }
+        }
+        let table = |v: Vec<f32>| {
+            Tensor::<2>::from_data(TensorData::new(v, [len, d]), device).unsqueeze::<4>()
+        };
+        RopeTables {
+            cos: table(cos),
+            sin: table(sin),
+        }
+    }
+}
+
+/// `cos`/`sin` tables for one pass, `[1, 1, len, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct RopeTables {
+    cos: Tensor<4>,
+    sin: Tensor<4>,
+}
+
+impl RopeTables {
+    /// Rotates `x` (`[batch, heads, len, head_dim]`): `x * cos + rotate_half(x) * sin`.
+    pub fn apply(&self, x: Tensor<4>) -> Tensor<4> {
+        let d = x.dims()[3];
+        let x1 = x.clone().narrow(3, 0, d / 2);
+        let x2 = x.clone().narrow(3, d / 2, d / 2);
+        let rotated = Tensor::cat(vec![x2.neg(), x1], 3);
+        x * self.cos.clone() + rotated * self.sin.clone()
+    }
+}
+
+/// Causal attention of `q` (`[b, heads, s, d]`) over `k`, `v` (`[b, kv_heads, t, d]`, the last
+/// `s` of the `t` positions being the queries'); query head `j` uses key/value head
+/// `j / (heads / kv_heads)`. Returns `[b, heads, s, d]`.
+///
+/// Grouped heads are folded into the query length (`[b, kv_heads, rep * s, d]`), so keys and
+/// values are never repeated in memory.
+pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, scale: f64) -> Tensor<4> {
+    let [b, heads, s, d] = q.dims();
+    let [_, kv_heads, t, _] = k.dims();
+    let rep = heads / kv_heads;
+    let q = q.reshape([b, kv_heads, rep * s, d]);
+    let mut scores = q.matmul(k.swap_dims(2, 3)).mul_scalar(scale);
+    if s > 1 {
+        let start = t - s;
+        // Row `r` is query position `r % s`; it sees keys up to `start + r % s`.
+        let mask: Vec<bool> = (0..rep * s)
+            .flat_map(|r| (0..t).map(move |j| j > start + r % s))
+            .collect();
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(mask, [rep * s, t]), &v.device())
+            .unsqueeze::<4>()
+            .expand([b, kv_heads, rep * s, t]);
+        scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+    }
+    softmax(scores, 3).matmul(v).reshape([b, heads, s, d])
+}
+
+/// The device of a skeleton's parameters.
+pub(crate) fn device_of<M: Module>(model: &M) -> Result<Device> {
+    model
+        .devices()
+        .into_iter()
+        .next()
+        .ok_or_else(|| crate::Error::Skeleton("the model has no parameters, so no device".into()))
+}
+
+/// Checks that there are ids and that every one is below `vocab`.
+pub(crate) fn check_ids(ids: &[u32], vocab: usize) -> Result<()> {
+    if ids.is_empty() {
+        return Err(crate::Error::InvalidArgument("no token ids to run".into()));
+    }
+    match ids.iter().find(|&&i| i as usize >= vocab) {
+        Some(bad) => Err(crate::Error::InvalidArgument(format!(
+            "token id {bad} is outside the vocabulary of {vocab}"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `ids` as a `[1, n]` integer tensor.
+pub(crate) fn ids_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
+    let v: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+    Tensor::from_data(TensorData::new(v, [1, ids.len()]), device)
+}

@@ -1,0 +1,329 @@
+//! Generation with any causal LM ([`CausalLm`]): one forward pass per token, the KV cache kept
+//! across passes while the weights stream, greedy or seeded temperature sampling.
+
+use super::decoder::{KvCache, Weights};
+use super::rng::Rng;
+use crate::StreamOptions;
+use crate::error::{Error, Result};
+use burn::module::Module;
+use burn::tensor::{FloatDType, Tensor};
+use lit_core::{DType, WeightSource, WeightSourceExt};
+use std::time::{Duration, Instant};
+
+pub use tokenizers::Tokenizer;
+
+/// A decoder that runs token ids to next-token logits, one pass at a time.
+pub trait CausalLm: Module {
+    /// Runs `ids` (positions `cache.len()..`) through the model, loading each submodule through
+    /// `weights` once, and appends their keys/values to `cache`. Returns the logits
+    /// (`[ids.len(), vocab]` with `all_logits`, else `[1, vocab]` for the last position).
+    fn forward_tokens<W: Weights>(
+        &self,
+        weights: &W,
+        ids: &[u32],
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Tensor<2>>;
+
+    /// An empty KV cache for this model.
+    fn new_cache(&self) -> KvCache;
+
+    /// Vocabulary size (width of the logits).
+    fn vocab_size(&self) -> usize;
+
+    /// Most positions the model can take, if bounded.
+    fn max_positions(&self) -> Option<usize>;
+}
+
+/// Options of [`generate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerateOptions {
+    /// Tokens to generate at most.
+    pub max_tokens: usize,
+    /// Softmax temperature; `0` (or less) is greedy (ties go to the lowest id).
+    pub temperature: f32,
+    /// Seed of the sampler.
+    pub seed: u64,
+    /// Generation stops after any of these tokens.
+    pub stop_tokens: Vec<u32>,
+    /// Keep the logits of every prompt position in [`Generation::prompt_logits`].
+    pub keep_prompt_logits: bool,
+}
+
+impl GenerateOptions {
+    /// Greedy decoding of `max_tokens` tokens.
+    pub fn greedy(max_tokens: usize) -> Self {
+        GenerateOptions {
+            max_tokens,
+            temperature: 0.0,
+            seed: 0,
+            stop_tokens: Vec::new(),
+            keep_prompt_logits: false,
+        }
+    }
+
+    /// Samples at `temperature` with `seed`.
+    pub fn with_temperature(mut self, temperature: f32, seed: u64) -> Self {
+        self.temperature = temperature;
+        self.seed = seed;
+        self
+    }
+
+    /// Stops after any of `tokens`.
+    pub fn with_stop_tokens(mut self, tokens: Vec<u32>) -> Self {
+        self.stop_tokens = tokens;
+        self
+    }
+
+    /// Keeps the prompt's logits.
+    pub fn with_prompt_logits(mut self, keep: bool) -> Self {
+        self.keep_prompt_logits = keep;
+        self
+    }
+}
+
+/// What [`generate`] produced.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    /// Generated ids (the prompt not included).
+    pub tokens: Vec<u32>,
+    /// Logits of every prompt position, if asked for.
+    pub prompt_logits: Option<Vec<Vec<f32>>>,
+    /// Logits from which the last token was chosen.
+    pub last_logits: Vec<f32>,
+    /// Time of the prompt's pass (which yields the first token).
+    pub prefill: Duration,
+    /// Time of each later pass, one per further token.
+    pub steps: Vec<Duration>,
+    /// Bytes of the KV cache at the end.
+    pub kv_cache_bytes: u64,
+}
+
+impl Generation {
+    /// Passes run (prefill included).
+    pub fn passes(&self) -> usize {
+        1 + self.steps.len()
+    }
+
+    /// Decoding speed: tokens per second over the passes after the prefill (or the prefill's
+    /// rate when there were none).
+    pub fn tokens_per_second(&self) -> f64 {
+        let (n, t) = if self.steps.is_empty() {
+            (self.tokens.len(), self.prefill)
+        } else {
+            (self.steps.len(), self.steps.iter().sum())
+        };
+        n as f64 / t.as_secs_f64().max(1e-9)
+    }
+
+    /// Total time of all passes.
+    pub fn total(&self) -> Duration {
+        self.prefill + self.steps.iter().sum::<Duration>()
+    }
+}
+
+/// Generates from `prompt`: one pass over the prompt, then one pass per token with the KV cache.
+pub fn generate<M: CausalLm, W: Weights>(
+    weights: &W,
+    model: &M,
+    prompt: &[u32],
+    options: &GenerateOptions,
+) -> Result<Generation> {
+    generate_with(weights, model, prompt, options, |_| {})
+}
+
+/// [`generate`], calling `on_token` with each token as soon as it is chosen.
+pub fn generate_with<M: CausalLm, W: Weights>(
+    weights: &W,
+    model: &M,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    mut on_token: impl FnMut(u32),
+) -> Result<Generation> {
+    if let Some(max) = model.max_positions()
+        && prompt.len() + options.max_tokens > max + 1
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{} prompt tokens + {} new ones exceed the model's {max} positions",
+            prompt.len(),
+            options.max_tokens
+        )));
+    }
+    let mut rng = Rng::new(options.seed);
+    let mut cache = model.new_cache();
+    let mut out = Generation {
+        tokens: Vec::new(),
+        prompt_logits: None,
+        last_logits: Vec::new(),
+        prefill: Duration::ZERO,
+        steps: Vec::new(),
+        kv_cache_bytes: 0,
+    };
+    if options.max_tokens == 0 && !options.keep_prompt_logits {
+        return Ok(out);
+    }
+    let t0 = Instant::now();
+    let logits = model.forward_tokens(weights, prompt, &mut cache, options.keep_prompt_logits)?;
+    let mut rows = to_rows(logits)?;
+    out.prefill = t0.elapsed();
+    let mut last = rows.pop().unwrap_or_default();
+    if options.keep_prompt_logits {
+        rows.push(last.clone());
+        out.prompt_logits = Some(rows);
+    }
+    while out.tokens.len() < options.max_tokens {
+        let next = sample(&last, options.temperature, &mut rng);
+        out.tokens.push(next);
+        on_token(next);
+        if options.stop_tokens.contains(&next) || out.tokens.len() == options.max_tokens {
+            break;
+        }
+        let t = Instant::now();
+        let logits = model.forward_tokens(weights, &[next], &mut cache, false)?;
+        last = to_rows(logits)?.pop().unwrap_or_default();
+        out.steps.push(t.elapsed());
+    }
+    out.last_logits = last;
+    out.kv_cache_bytes = cache.bytes();
+    Ok(out)
+}
+
+/// Logits of every position of `ids` (`[ids.len()][vocab]`), in one pass with a fresh cache.
+pub fn logits<M: CausalLm, W: Weights>(
+    weights: &W,
+    model: &M,
+    ids: &[u32],
+) -> Result<Vec<Vec<f32>>> {
+    let mut cache = model.new_cache();
+    to_rows(model.forward_tokens(weights, ids, &mut cache, true)?)
+}
+
+/// A `[n, vocab]` tensor as `n` rows of `f32`.
+pub fn to_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let [n, v] = t.dims();
+    let data = t
+        .cast(FloatDType::F32)
+        .into_data()
+        .try_to_vec::<f32>()
+        .map_err(|e| Error::InvalidArgument(format!("cannot read logits: {e:?}")))?;
+    Ok((0..n).map(|i| data[i * v..(i + 1) * v].to_vec()).collect())
+}
+
+/// Picks a token from `logits`: argmax (lowest id on ties) when `temperature <= 0`, otherwise a
+/// draw from `softmax(logits / temperature)`.
+pub fn sample_token(logits: &[f32], temperature: f32, seed: u64) -> u32 {
+    sample(logits, temperature, &mut Rng::new(seed))
+}
+
+fn sample(logits: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
+    let argmax = || {
+        let mut best = 0;
+        for (i, &x) in logits.iter().enumerate() {
+            if x > logits[best] {
+                best = i;
+            }
+        }
+        best as u32
+    };
+    if temperature <= 0.0 || logits.is_empty() {
+        return argmax();
+    }
+    let t = temperature as f64;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&x| ((x as f64 - max) / t).exp())
+        .collect();
+    let total: f64 = weights.iter().sum();
+    if !total.is_finite() || total <= 0.0 {
+        return argmax();
+    }
+    let mut r = rng.next_f64() * total;
+    for (i, w) in weights.iter().enumerate() {
+        r -= w;
+        if r < 0.0 {
+            return i as u32;
+        }
+    }
+    argmax()
+}
+
+/// The store's `tokenizer.json`, if it has one, with padding and truncation off.
+pub fn store_tokenizer(source: &dyn WeightSource) -> Result<Option<Tokenizer>> {
+    if source.manifest().aux_index("tokenizer.json").is_none() {
+        return Ok(None);
+    }
+    let bytes = futures::executor::block_on(source.read_aux("tokenizer.json"))?;
+    let bad = |e: tokenizers::Error| Error::InvalidArgument(format!("tokenizer.json: {e}"));
+    let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(bad)?;
+    // Prompts are neither padded nor cut (some tokenizer.json files pad to a fixed length).
+    tokenizer.with_padding(None);
+    tokenizer.with_truncation(None).map_err(bad)?;
+    Ok(Some(tokenizer))
+}
+
+/// `text` as token ids (with the tokenizer's special tokens, e.g. a BOS).
+pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
+    let encoding = tokenizer
+        .encode(text, true)
+        .map_err(|e| Error::InvalidArgument(format!("cannot tokenize the prompt: {e}")))?;
+    Ok(encoding.get_ids().to_vec())
+}
+
+/// `ids` as text (special tokens skipped).
+pub fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
+    tokenizer
+        .decode(ids, true)
+        .map_err(|e| Error::InvalidArgument(format!("cannot decode ids: {e}")))
+}
+
+/// Whether the store holds float weights other than `f32`. The decoders compute in `f32`, so
+/// such stores are run with [`crate::LoadOptions::with_float_dtype`]`(FloatDType::F32)` (one
+/// conversion per load).
+pub fn has_non_f32_floats(source: &dyn WeightSource) -> bool {
+    source
+        .manifest()
+        .layers
+        .iter()
+        .flat_map(|l| &l.tensors)
+        .any(|t| t.dtype.is_float() && t.dtype != DType::F32)
+}
+
+/// `options` with the conversion to `f32` that the decoders need when the store holds other
+/// float types (see [`has_non_f32_floats`]).
+pub fn with_f32_compute(source: &dyn WeightSource, mut options: StreamOptions) -> StreamOptions {
+    if has_non_f32_floats(source) {
+        options.load = options.load.with_float_dtype(FloatDType::F32);
+    }
+    options
+}
+
+/// Token ids from a config field that is an id, a list of ids, or absent.
+pub(crate) fn token_ids(v: Option<&serde_json::Value>) -> Vec<u32> {
+    match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32).into_iter().collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_u64().map(|n| n as u32))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn greedy_ties_and_sampling() {
+        assert_eq!(sample_token(&[1.0, 3.0, 3.0, 2.0], 0.0, 0), 1);
+        let logits = [0.0, 5.0, 0.0, 0.0];
+        let draws: Vec<u32> = (0..200).map(|s| sample_token(&logits, 1.0, s)).collect();
+        let ones = draws.iter().filter(|&&d| d == 1).count();
+        assert!(ones > 150 && ones < 200, "{ones}");
+        assert_eq!(sample_token(&logits, 1.0, 9), sample_token(&logits, 1.0, 9));
+        assert_eq!(token_ids(Some(&serde_json::json!([1, 2]))), [1, 2]);
+        assert_eq!(token_ids(Some(&serde_json::json!(7))), [7]);
+        assert!(token_ids(None).is_empty());
+    }
+}

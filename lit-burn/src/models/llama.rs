@@ -1,0 +1,454 @@
+//! A Llama-style decoder (RMSNorm, RoPE, grouped-query attention, SwiGLU) built from a Hugging
+//! Face `config.json`, named like HF checkpoints so it streams from an exported store as is.
+//!
+//! ```no_run
+//! use lit_burn::models::generate::{GenerateOptions, generate};
+//! use lit_burn::models::llama::Llama;
+//! use lit_burn::{StreamOptions, Streamer};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let source: std::sync::Arc<dyn lit_core::WeightSource> =
+//!     std::sync::Arc::new(lit_store::LocalSource::open("llama.lit")?);
+//! let device = burn::tensor::Device::flex();
+//! let model = Llama::from_source(source.as_ref(), &device)?; // a lazy skeleton
+//! let options = StreamOptions::default().with_names(Llama::names()).with_budget(1 << 30);
+//! let streamer = Streamer::new(source, &model, options)?;
+//! let out = generate(&streamer, &model, &[1, 2, 3], &GenerateOptions::greedy(8))?;
+//! println!("{:?}", out.tokens);
+//! # Ok(())
+//! # }
+//! ```
+
+use super::decoder::{
+    KvCache, Rope, RopeScaling, RopeTables, Weights, causal_attention, check_ids, device_of,
+    ids_tensor,
+};
+use super::generate::CausalLm;
+use crate::error::{Error, Result};
+use crate::names::NameRules;
+use burn::module::Module;
+use burn::nn::{
+    Embedding, EmbeddingConfig, Linear, LinearConfig, LinearLayout, RmsNorm, RmsNormConfig,
+};
+use burn::tensor::activation::silu;
+use burn::tensor::{Device, Tensor};
+use lit_core::{WeightSource, WeightSourceExt};
+use serde::{Deserialize, Serialize};
+
+/// The fields of a Hugging Face `LlamaConfig` that the model uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    /// Model width.
+    pub hidden_size: usize,
+    /// Width of the SwiGLU MLP.
+    pub intermediate_size: usize,
+    /// Query heads.
+    pub num_attention_heads: usize,
+    /// Key/value heads (grouped-query attention); default: `num_attention_heads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_key_value_heads: Option<usize>,
+    /// Decoder blocks.
+    pub num_hidden_layers: usize,
+    /// RMSNorm epsilon.
+    #[serde(default = "default_rms_norm_eps")]
+    pub rms_norm_eps: f64,
+    /// RoPE base.
+    #[serde(default = "default_rope_theta")]
+    pub rope_theta: f64,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Context length the model was trained for (informative: RoPE runs past it).
+    #[serde(default = "default_max_positions")]
+    pub max_position_embeddings: usize,
+    /// The LM head reuses the token embedding (no `lm_head.weight`).
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Width of one head; default `hidden_size / num_attention_heads`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub head_dim: Option<usize>,
+    /// q/k/v/o projections have biases.
+    #[serde(default)]
+    pub attention_bias: bool,
+    /// MLP projections have biases.
+    #[serde(default)]
+    pub mlp_bias: bool,
+    /// RoPE rescaling, as in the HF config (`linear` and `llama3` are supported).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<serde_json::Value>,
+    /// Activation of the MLP gate (only `silu`).
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    /// Token(s) that end generation, as the HF config gives them (an id or a list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eos_token_id: Option<serde_json::Value>,
+    /// Token that starts a sequence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bos_token_id: Option<u32>,
+}
+
+fn default_rms_norm_eps() -> f64 {
+    1e-6
+}
+fn default_rope_theta() -> f64 {
+    10_000.0
+}
+fn default_max_positions() -> usize {
+    2048
+}
+fn default_act() -> String {
+    "silu".into()
+}
+
+impl LlamaConfig {
+    /// Parses a Hugging Face `config.json`.
+    pub fn from_json(bytes: &[u8]) -> Result<Self> {
+        let config: Self = serde_json::from_slice(bytes)
+            .map_err(|e| Error::InvalidArgument(format!("invalid Llama config.json: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The config as a Hugging Face `config.json` (with `model_type` and `architectures`).
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_value(self).expect("a config serialises");
+        v["model_type"] = "llama".into();
+        v["architectures"] = serde_json::json!(["LlamaForCausalLM"]);
+        v["num_key_value_heads"] = self.kv_heads().into();
+        serde_json::to_vec_pretty(&v).expect("a value serialises")
+    }
+
+    /// Key/value heads.
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// Width of one head.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Number of parameters (tied embeddings counted once).
+    pub fn num_params(&self) -> u64 {
+        let (h, i, v) = (
+            self.hidden_size as u64,
+            self.intermediate_size as u64,
+            self.vocab_size as u64,
+        );
+        let hd = self.head_dim() as u64;
+        let (q, kv) = (
+            self.num_attention_heads as u64 * hd,
+            self.kv_heads() as u64 * hd,
+        );
+        let mut attn = 2 * h * q + 2 * h * kv;
+        if self.attention_bias {
+            attn += 2 * q + 2 * kv;
+        }
+        let mlp = 3 * h * i + if self.mlp_bias { 2 * i + h } else { 0 };
+        let block = attn + mlp + 2 * h;
+        let head = if self.tie_word_embeddings { 0 } else { v * h };
+        v * h + self.num_hidden_layers as u64 * block + h + head
+    }
+
+    /// The token ids that end generation.
+    pub fn eos_ids(&self) -> Vec<u32> {
+        super::generate::token_ids(self.eos_token_id.as_ref())
+    }
+
+    /// The RoPE rescaling, parsed.
+    pub fn rope_scaling(&self) -> Result<Option<RopeScaling>> {
+        let Some(rs) = &self.rope_scaling else {
+            return Ok(None);
+        };
+        let get = |k: &str| rs.get(k).and_then(|v| v.as_f64());
+        let kind = rs
+            .get("rope_type")
+            .or_else(|| rs.get("type"))
+            .and_then(|v| v.as_str())
+            .unwrap_or("default");
+        let need = |k: &str| {
+            get(k).ok_or_else(|| Error::InvalidArgument(format!("rope_scaling: missing `{k}`")))
+        };
+        match kind {
+            "default" => Ok(None),
+            "linear" => Ok(Some(RopeScaling::Linear {
+                factor: need("factor")?,
+            })),
+            "llama3" => Ok(Some(RopeScaling::Llama3 {
+                factor: need("factor")?,
+                low_freq_factor: need("low_freq_factor")?,
+                high_freq_factor: need("high_freq_factor")?,
+                original_max_position_embeddings: need("original_max_position_embeddings")?,
+            })),
+            other => Err(Error::InvalidArgument(format!(
+                "unsupported rope_scaling type `{other}` (supported: linear, llama3)"
+            ))),
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(format!("Llama config: {m}")));
+        if self.hidden_act != "silu" {
+            return bad(format!("unsupported hidden_act `{}`", self.hidden_act));
+        }
+        let (h, kv) = (self.num_attention_heads, self.kv_heads());
+        if h == 0 || kv == 0 || !h.is_multiple_of(kv) {
+            return bad(format!(
+                "{h} attention heads is not a multiple of {kv} key/value heads"
+            ));
+        }
+        if self.head_dim() == 0 || !self.head_dim().is_multiple_of(2) {
+            return bad(format!("head_dim {} must be even", self.head_dim()));
+        }
+        if self.hidden_size == 0 || self.vocab_size == 0 {
+            return bad("hidden_size and vocab_size must be positive".into());
+        }
+        self.rope_scaling().map(|_| ())
+    }
+}
+
+/// Self-attention of one block: `model.layers.{i}.self_attn`.
+#[derive(Module, Debug)]
+pub struct LlamaAttention {
+    /// Query projection.
+    pub q_proj: Linear,
+    /// Key projection.
+    pub k_proj: Linear,
+    /// Value projection.
+    pub v_proj: Linear,
+    /// Output projection.
+    pub o_proj: Linear,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+}
+
+/// SwiGLU MLP of one block: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct LlamaMlp {
+    /// Gate projection.
+    pub gate_proj: Linear,
+    /// Up projection.
+    pub up_proj: Linear,
+    /// Down projection.
+    pub down_proj: Linear,
+}
+
+/// One decoder block: `model.layers.{i}`.
+#[derive(Module, Debug)]
+pub struct LlamaBlock {
+    /// Attention.
+    pub self_attn: LlamaAttention,
+    /// MLP.
+    pub mlp: LlamaMlp,
+    /// Norm before attention.
+    pub input_layernorm: RmsNorm,
+    /// Norm before the MLP.
+    pub post_attention_layernorm: RmsNorm,
+}
+
+/// Embedding, blocks and final norm: `model`.
+#[derive(Module, Debug)]
+pub struct LlamaModel {
+    /// Token embedding.
+    pub embed_tokens: Embedding,
+    /// Decoder blocks.
+    pub layers: Vec<LlamaBlock>,
+    /// Final norm.
+    pub norm: RmsNorm,
+}
+
+/// A Llama causal LM. Built lazily (a skeleton): stream it with a [`crate::Streamer`] using
+/// [`Llama::names`].
+#[derive(Module, Debug)]
+pub struct Llama {
+    /// Embedding, blocks, final norm.
+    pub model: LlamaModel,
+    /// LM head; `None` when tied to the embedding.
+    pub lm_head: Option<Linear>,
+    #[module(skip)]
+    config: LlamaConfig,
+}
+
+fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+    // Col layout: the parameter is PyTorch's `[out, in]`, so checkpoints load without copies.
+    LinearConfig::new(d_in, d_out)
+        .with_bias(bias)
+        .with_layout(LinearLayout::Col)
+        .init(device)
+}
+
+impl LlamaBlock {
+    fn new(c: &LlamaConfig, device: &Device) -> Self {
+        let (h, hd, ab) = (c.hidden_size, c.head_dim(), c.attention_bias);
+        let (q, kv) = (c.num_attention_heads * hd, c.kv_heads() * hd);
+        let norm = || {
+            RmsNormConfig::new(h)
+                .with_epsilon(c.rms_norm_eps)
+                .init(device)
+        };
+        LlamaBlock {
+            self_attn: LlamaAttention {
+                q_proj: linear(h, q, ab, device),
+                k_proj: linear(h, kv, ab, device),
+                v_proj: linear(h, kv, ab, device),
+                o_proj: linear(q, h, ab, device),
+                n_heads: c.num_attention_heads,
+                n_kv_heads: c.kv_heads(),
+                head_dim: hd,
+            },
+            mlp: LlamaMlp {
+                gate_proj: linear(h, c.intermediate_size, c.mlp_bias, device),
+                up_proj: linear(h, c.intermediate_size, c.mlp_bias, device),
+                down_proj: linear(c.intermediate_size, h, c.mlp_bias, device),
+            },
+            input_layernorm: norm(),
+            post_attention_layernorm: norm(),
+        }
+    }
+
+    /// Runs the block on `x` (`[1, s, hidden]`), appending this layer's keys/values to `cache`.
+    pub fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Tensor<3> {
+        let h = self
+            .self_attn
+            .forward(self.input_layernorm.forward(x.clone()), rope, cache, layer);
+        let x = x + h;
+        let m = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
+        x + m
+    }
+}
+
+impl LlamaAttention {
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RopeTables,
+        cache: &mut KvCache,
+        layer: usize,
+    ) -> Tensor<3> {
+        let [b, s, _] = x.dims();
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
+        let q = rope.apply(heads(self.q_proj.forward(x.clone()), nh));
+        let k = rope.apply(heads(self.k_proj.forward(x.clone()), nkv));
+        let v = heads(self.v_proj.forward(x), nkv);
+        let (k, v) = cache.append(layer, k, v);
+        let ctx = causal_attention(q, k, v, 1.0 / (hd as f64).sqrt());
+        self.o_proj
+            .forward(ctx.swap_dims(1, 2).reshape([b, s, nh * hd]))
+    }
+}
+
+impl LlamaMlp {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let gate = silu(self.gate_proj.forward(x.clone()));
+        self.down_proj.forward(gate * self.up_proj.forward(x))
+    }
+}
+
+impl Llama {
+    /// A lazy skeleton for `config` (nothing allocated).
+    pub fn new(config: &LlamaConfig, device: &Device) -> Result<Self> {
+        config.validate()?;
+        let c = config;
+        Ok(Llama {
+            model: LlamaModel {
+                embed_tokens: EmbeddingConfig::new(c.vocab_size, c.hidden_size).init(device),
+                layers: (0..c.num_hidden_layers)
+                    .map(|_| LlamaBlock::new(c, device))
+                    .collect(),
+                norm: RmsNormConfig::new(c.hidden_size)
+                    .with_epsilon(c.rms_norm_eps)
+                    .init(device),
+            },
+            lm_head: (!c.tie_word_embeddings)
+                .then(|| linear(c.hidden_size, c.vocab_size, false, device)),
+            config: config.clone(),
+        })
+    }
+
+    /// A skeleton from the store's `config.json`. A store without `lm_head.weight` is run with
+    /// tied embeddings whatever the config says.
+    pub fn from_source(source: &dyn WeightSource, device: &Device) -> Result<Self> {
+        let bytes = futures::executor::block_on(source.read_aux("config.json"))?;
+        let mut config = LlamaConfig::from_json(&bytes)?;
+        if source.manifest().find_tensor("lm_head.weight").is_none() {
+            config.tie_word_embeddings = true;
+        }
+        Self::new(&config, device)
+    }
+
+    /// The config the model was built from.
+    pub fn config(&self) -> &LlamaConfig {
+        &self.config
+    }
+
+    /// From module paths to Hugging Face tensor names (`RmsNorm.gamma` is `weight`; linear
+    /// weights are `[out, in]` as stored).
+    pub fn names() -> NameRules {
+        NameRules::new().rename_field("RmsNorm", "gamma", "weight")
+    }
+}
+
+impl CausalLm for Llama {
+    fn forward_tokens<W: Weights>(
+        &self,
+        weights: &W,
+        ids: &[u32],
+        cache: &mut KvCache,
+        all_logits: bool,
+    ) -> Result<Tensor<2>> {
+        check_ids(ids, self.config.vocab_size)?;
+        let device = device_of(self)?;
+        let (start, s) = (cache.len(), ids.len());
+        let rope = Rope::new(
+            self.config.head_dim(),
+            self.config.rope_theta,
+            self.config.rope_scaling()?.as_ref(),
+        )
+        .tables(start, s, &device);
+
+        let embed = weights.load(&self.model.embed_tokens)?;
+        let mut x = embed.forward(ids_tensor(ids, &device));
+        // Tied: the embedding stays loaded for the head (one load per pass).
+        let tied = self.lm_head.is_none().then_some(embed);
+        for (i, block) in self.model.layers.iter().enumerate() {
+            x = weights.load(block)?.forward(x, &rope, cache, i);
+        }
+        x = weights.load(&self.model.norm)?.forward(x);
+        if !all_logits {
+            x = x.narrow(1, s - 1, 1);
+        }
+        let x: Tensor<2> = x.squeeze_dim(0);
+        let logits = match (&self.lm_head, tied) {
+            (Some(head), _) => weights.load(head)?.forward(x),
+            (None, Some(embed)) => x.matmul(embed.weight.val().transpose()),
+            (None, None) => unreachable!("tied when there is no head"),
+        };
+        cache.advance(s);
+        weights.end_pass();
+        Ok(logits)
+    }
+
+    fn new_cache(&self) -> KvCache {
+        KvCache::new(self.config.num_hidden_layers)
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn max_positions(&self) -> Option<usize> {
+        None
+    }
+}

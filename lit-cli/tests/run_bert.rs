@@ -1,0 +1,78 @@
+//! `lit run bert` on the real all-MiniLM-L6-v2, streamed under a budget smaller than the model.
+
+mod common;
+use common::*;
+
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+#[test]
+fn run_bert_embeds_texts_under_a_budget() {
+    let model = minilm_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("minilm.lit");
+    let store_s = store.to_str().unwrap();
+    let out = lit(&["export", model.to_str().unwrap(), store_s]);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let texts = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The stock market crashed after the announcement of new tariffs.",
+    ];
+    let mut args = vec![
+        "run",
+        "bert",
+        store_s,
+        "--json",
+        "--budget",
+        "60MiB",
+        "--prefetch",
+        "1",
+    ];
+    args.extend(texts);
+    let out = lit(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let vectors: Vec<Vec<f32>> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(vectors.len(), 3);
+    for v in &vectors {
+        assert_eq!(v.len(), 384);
+        assert!((dot(v, v).sqrt() - 1.0).abs() < 1e-5);
+    }
+    let (food, bread, stocks) = (&vectors[0], &vectors[1], &vectors[2]);
+    assert!(
+        dot(food, bread) > dot(food, stocks) + 0.3,
+        "{} vs {}",
+        dot(food, bread),
+        dot(food, stocks)
+    );
+    let report = stderr(&out);
+    assert!(
+        report.contains("ms/pass") && report.contains("peak RSS"),
+        "{report}"
+    );
+
+    // Plain output: one line of 384 numbers per text, the same values.
+    let mut args = vec!["run", "bert", store_s, "--batch-size", "1"];
+    args.extend(texts);
+    let out = lit(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plain: Vec<Vec<f32>> = stdout(&out)
+        .lines()
+        .map(|l| l.split(' ').map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(plain.len(), 3);
+    for (p, v) in plain.iter().zip(&vectors) {
+        assert!(dot(p, v) > 1.0 - 1e-5);
+    }
+
+    // A budget below the largest layer (the 47 MiB embeddings) is a clear error.
+    let out = lit(&["run", "bert", store_s, "--budget", "16MiB", "hello"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("too small") && stderr(&out).contains("embeddings"),
+        "{}",
+        stderr(&out)
+    );
+}
