@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[test]
 fn existing_destination_and_missing_source_fail_clearly() {
@@ -120,12 +120,11 @@ fn kill_9_during_export_never_leaves_a_valid_store() {
 }
 
 #[test]
-fn demo_runs_end_to_end() {
-    let start = Instant::now();
-    let out = lit(&["demo", "--layers", "2", "--hidden", "64"]);
+fn demo_streams_a_model_larger_than_its_budget() {
+    let out = lit(&["demo", "--params", "20M", "--tokens", "3"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains("every checksum matches"), "{text}");
-    assert!(text.contains("encoder.layer.1"), "{text}");
-    assert!(start.elapsed() < Duration::from_secs(60));
+    assert!(text.contains("token 3/3"), "{text}");
+    assert!(text.contains("4.0× smaller than the model"), "{text}");
+    assert!(text.contains("tokens/s"), "{text}");
 }

@@ -1,125 +1,154 @@
-//! `lit demo`: lit end to end with nothing downloaded.
+//! `lit demo`: the main job end to end with nothing downloaded. Synthesizes a Llama-style model
+//! several times larger than the memory budget it then runs under, streams it layer by layer, and
+//! prints tokens/s, bytes read per token and peak RSS against the budget.
 
-use crate::progress::human_bytes;
+use crate::progress::{WriteProgress, human_bytes};
 use anyhow::Context;
+use lit_burn::models::generate::{GenerateOptions, generate_with, with_f32_compute};
+use lit_burn::models::llama::Llama;
+use lit_burn::models::synth::{Synth, SynthConfig, parse_count};
+use lit_burn::{LitDevice, StreamOptions, Streamer};
 use lit_core::WeightSource;
+use lit_store::{LocalSource, StoreWriter};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, clap::Parser)]
 pub(crate) struct Args {
     /// Working directory (default: a temporary directory, removed afterwards).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Number of transformer blocks in the synthetic checkpoint.
-    #[arg(long, default_value_t = 6)]
-    layers: usize,
-    /// Hidden size of the synthetic checkpoint.
-    #[arg(long, default_value_t = 384)]
-    hidden: usize,
+    /// Size of the synthetic model, in parameters.
+    #[arg(long, default_value = "125M")]
+    params: String,
+    /// How many times larger than the weights budget the model is.
+    #[arg(long, default_value_t = 4.0)]
+    times_larger: f64,
+    /// Layers fetched ahead of the running one.
+    #[arg(long, default_value_t = 1)]
+    prefetch: usize,
+    /// Tokens to generate.
+    #[arg(long, default_value_t = 8)]
+    tokens: usize,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let temp;
     let dir = match args.dir {
-        Some(d) => {
-            std::fs::create_dir_all(&d)
-                .with_context(|| format!("cannot create {}", d.display()))?;
-            d
-        }
+        Some(d) => d,
         None => {
             temp = tempfile::tempdir().context("cannot create a temporary directory")?;
             temp.path().to_path_buf()
         }
     };
-    let checkpoint = dir.join("model.safetensors");
-    let store = dir.join("model.lit");
-    let bytes = write_checkpoint(&checkpoint, args.layers, args.hidden)?;
-    println!(
-        "1. wrote a synthetic BERT-shaped checkpoint: {} ({})",
-        checkpoint.display(),
-        human_bytes(bytes)
-    );
-
-    println!("2. lit export {} {}", checkpoint.display(), store.display());
+    let store = dir.join("synth-llama.lit");
     if store.exists() {
         std::fs::remove_dir_all(&store)
             .with_context(|| format!("cannot remove old {}", store.display()))?;
     }
-    super::export::run(clap::Parser::parse_from([
-        "export",
-        checkpoint.to_str().context("non-UTF-8 path")?,
-        store.to_str().context("non-UTF-8 path")?,
-        "--name",
-        "demo-bert",
-    ]))?;
 
-    println!("\n3. lit inspect {}", store.display());
-    super::inspect::run(clap::Parser::parse_from([
-        "inspect",
-        store.to_str().unwrap_or_default(),
-    ]))?;
-
-    println!("\n4. lit verify {}", store.display());
-    let code = super::verify::run(clap::Parser::parse_from([
-        "verify",
-        store.to_str().unwrap_or_default(),
-    ]))?;
-    let source = super::open_store(&store)?;
-    println!(
-        "\nThe store holds {} layers in execution order; each is a safetensors file any reader opens.",
-        source.manifest().layers.len()
+    let synth = Synth::new(
+        SynthConfig::llama_with_params(parse_count(&args.params)?),
+        7,
     );
-    Ok(code)
+    println!(
+        "1. synthesizing a Llama-style model: {} parameters ({}), {} of f32, seeded",
+        synth.config.num_params(),
+        synth.config.describe(),
+        human_bytes(synth.data_bytes())
+    );
+    let progress = WriteProgress::new("   writing");
+    let manifest = synth
+        .write_store(StoreWriter::create_local(&store)?, &progress)
+        .with_context(|| format!("cannot write {}", store.display()));
+    progress.finish();
+    let manifest = manifest?;
+    println!(
+        "   store {}: {} layers, largest {}",
+        store.display(),
+        manifest.layers.len(),
+        human_bytes(manifest.largest_layer_bytes())
+    );
+
+    let model_bytes = manifest.total_bytes;
+    let budget = ((model_bytes as f64 / args.times_larger) as u64).max(largest_need(&manifest));
+    println!(
+        "2. streaming it under a {} weights budget ({:.1}× smaller than the model), prefetching {} layer(s) ahead",
+        human_bytes(budget),
+        model_bytes as f64 / budget as f64,
+        args.prefetch
+    );
+    let source: Arc<dyn WeightSource> = Arc::new(LocalSource::open(&store)?);
+    let device = LitDevice::cpu();
+    let model = Llama::from_source(source.as_ref(), device.device())?;
+    let options = StreamOptions::default()
+        .with_budget(budget)
+        .with_prefetch(args.prefetch)
+        .with_names(Llama::names());
+    let options = with_f32_compute(source.as_ref(), options);
+    let started = Instant::now();
+    let streamer = Streamer::new(source, &model, options)?;
+    let prompt = [1u32, 2, 3, 4];
+    let mut count = 0;
+    let mut last = Instant::now();
+    let generation = generate_with(
+        &streamer,
+        &model,
+        &prompt,
+        &GenerateOptions::greedy(args.tokens),
+        |id| {
+            count += 1;
+            println!(
+                "   token {count}/{}: id {id:<6} {:>6.0} ms",
+                args.tokens,
+                last.elapsed().as_secs_f64() * 1e3
+            );
+            let _ = std::io::stdout().flush();
+            last = Instant::now();
+        },
+    )
+    .context("generation failed")?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    let stats = streamer.stats();
+    let passes = generation.passes().max(1);
+    let rss = crate::commands::run::peak_rss().unwrap_or(0);
+    println!("3. results");
+    println!(
+        "   {:.2} tokens/s after the prompt ({} passes in {seconds:.2} s)",
+        generation.tokens_per_second(),
+        passes
+    );
+    println!(
+        "   {} read from the store per pass (model {}, resident {})",
+        human_bytes(stats.bytes_read_total() / passes as u64),
+        human_bytes(model_bytes),
+        human_bytes(stats.resident_bytes)
+    );
+    println!(
+        "   peak weights held {} of the {} budget; peak RSS of the whole process {}",
+        human_bytes(stats.peak_bytes_held),
+        human_bytes(budget),
+        human_bytes(rss)
+    );
+    println!("   the model never had to fit in memory: each layer was fetched, run and released.");
+    Ok(ExitCode::SUCCESS)
 }
 
-/// A seeded, BERT-shaped checkpoint of `layers` blocks (hidden size `h`), written with the
-/// safetensors crate. Returns its size.
-fn write_checkpoint(path: &std::path::Path, layers: usize, h: usize) -> anyhow::Result<u64> {
-    let mut tensors: Vec<(String, Vec<usize>)> = vec![
-        ("embeddings.word_embeddings.weight".into(), vec![1000, h]),
-        ("embeddings.position_embeddings.weight".into(), vec![512, h]),
-        ("embeddings.LayerNorm.weight".into(), vec![h]),
-        ("embeddings.LayerNorm.bias".into(), vec![h]),
-        ("pooler.dense.weight".into(), vec![h, h]),
-        ("pooler.dense.bias".into(), vec![h]),
-    ];
-    for i in 0..layers {
-        for (name, shape) in [
-            ("attention.self.query.weight", vec![h, h]),
-            ("attention.self.key.weight", vec![h, h]),
-            ("attention.self.value.weight", vec![h, h]),
-            ("attention.output.dense.weight", vec![h, h]),
-            ("intermediate.dense.weight", vec![4 * h, h]),
-            ("output.dense.weight", vec![h, 4 * h]),
-            ("output.LayerNorm.weight", vec![h]),
-        ] {
-            tensors.push((format!("encoder.layer.{i}.{name}"), shape));
-        }
+/// The least budget the model can run under: its largest layer, plus the embedding when the head
+/// is tied to it (both are held during the pass).
+fn largest_need(m: &lit_core::Manifest) -> u64 {
+    let largest = m.largest_layer_bytes();
+    if m.find_tensor("lm_head.weight").is_some() {
+        largest
+    } else {
+        let embed = m
+            .layer_index("model.embed_tokens")
+            .map(|i| m.layers[i].byte_len)
+            .unwrap_or(0);
+        largest.saturating_add(embed)
     }
-    let mut state = 0x2545_F491_4F6C_DD1Du64;
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
-        .into_iter()
-        .map(|(name, shape)| {
-            let n: usize = shape.iter().product();
-            let bytes = (0..n)
-                .flat_map(|_| {
-                    state ^= state << 13;
-                    state ^= state >> 7;
-                    state ^= state << 17;
-                    (((state >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.1).to_le_bytes()
-                })
-                .collect();
-            (name, shape, bytes)
-        })
-        .collect();
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
-        .iter()
-        .map(|(name, shape, bytes)| {
-            safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-        })
-        .collect::<Result<_, _>>()?;
-    safetensors::serialize_to_file(views, None, path)?;
-    Ok(std::fs::metadata(path)?.len())
 }

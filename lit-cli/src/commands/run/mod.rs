@@ -81,7 +81,8 @@ pub(crate) fn peak_rss() -> Option<u64> {
     Some(kb * 1024)
 }
 
-/// The closing lines every run prints (to stderr, so stdout stays machine-readable).
+/// The closing lines every run prints (to stderr, so stdout stays machine-readable); the last is
+/// `stats key=value …` in bytes and seconds, for scripts and tests.
 pub(crate) fn report(streamer: &Streamer, passes: usize, seconds: f64, budget: Option<u64>) {
     let stats = streamer.stats();
     let per_pass = seconds / passes.max(1) as f64;
@@ -92,18 +93,26 @@ pub(crate) fn report(streamer: &Streamer, passes: usize, seconds: f64, budget: O
         human_bytes(stats.resident_bytes),
         stats.resident_layers,
     );
-    let rss = peak_rss()
-        .map(human_bytes)
-        .unwrap_or_else(|| "unknown".into());
+    let rss = peak_rss();
+    let shown = rss.map(human_bytes).unwrap_or_else(|| "unknown".into());
     match budget {
         Some(b) => eprintln!(
-            "peak RSS {rss} (weights budget {}; peak weights held {})",
+            "peak RSS {shown} (weights budget {}; peak weights held {})",
             human_bytes(b),
             human_bytes(stats.peak_bytes_held)
         ),
         None => eprintln!(
-            "peak RSS {rss} (no budget; peak weights held {})",
+            "peak RSS {shown} (no budget; peak weights held {})",
             human_bytes(stats.peak_bytes_held)
         ),
     }
+    eprintln!(
+        "stats passes={passes} seconds={seconds:.6} bytes_read={} resident_bytes={} peak_held={} peak_rss={} budget={} largest_layer={}",
+        stats.bytes_read_total(),
+        stats.resident_bytes,
+        stats.peak_bytes_held,
+        rss.unwrap_or(0),
+        budget.unwrap_or(0),
+        streamer.source().manifest().largest_layer_bytes(),
+    );
 }
