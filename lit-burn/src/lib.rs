@@ -54,6 +54,7 @@ pub mod load;
 pub mod models;
 pub mod names;
 pub mod paths;
+pub mod save;
 
 pub use device::{DeviceKind, LitDevice};
 pub use error::{Error, LoadErrors, Problem, Result};
