@@ -27,7 +27,9 @@ enum Command {
     Run(commands::run::Args),
     /// Write a seeded synthetic Llama or GPT-2 store of any size.
     Synth(commands::synth::Args),
-    /// Make a small checkpoint, export it, inspect it and verify it: lit end to end, offline.
+    /// Measure a store: raw read, resident, load-then-compute and lit with prefetch, side by side.
+    Bench(commands::bench::Args),
+    /// Synthesize a model larger than a memory budget and stream it: lit end to end, offline.
     Demo(commands::demo::Args),
 }
 
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(args),
         Command::Run(args) => commands::run::run(args),
         Command::Synth(args) => commands::synth::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match result {

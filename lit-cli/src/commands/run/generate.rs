@@ -3,12 +3,15 @@
 use anyhow::Context;
 use lit_burn::Streamer;
 use lit_burn::models::generate::{
-    CausalLm, GenerateOptions, Tokenizer, decode, encode, generate, store_tokenizer,
+    CausalLm, GenerateOptions, Tokenizer, decode, encode, generate_with, store_tokenizer,
     with_f32_compute,
 };
 use lit_burn::models::gpt2::Gpt2;
 use lit_burn::models::llama::Llama;
+use lit_core::{Event, Observer};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
 
 /// Which decoder.
 #[derive(Debug, Clone, Copy)]
@@ -37,9 +40,19 @@ pub(crate) struct Args {
     /// Seed for sampling.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    /// Drop the page cache before every pass (root only), to measure cold reads.
+    #[arg(long)]
+    pub(crate) drop_caches: bool,
 }
 
 pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
+    let opened = Instant::now();
+    if args.drop_caches {
+        anyhow::ensure!(
+            super::drop_page_cache(),
+            "--drop-caches needs root (cannot write /proc/sys/vm/drop_caches)"
+        );
+    }
     let source = args.common.open()?;
     let device = args.common.device()?;
     let tokenizer = if args.ids {
@@ -55,7 +68,11 @@ pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
             args.common.store.display()
         ),
     };
-    let options = with_f32_compute(source.as_ref(), args.common.stream_options());
+    let first_compute = Arc::new(FirstCompute::default());
+    let options = with_f32_compute(source.as_ref(), args.common.stream_options()).with_observer({
+        let first_compute = first_compute.clone();
+        move |e: &Event<'_>| first_compute.on_event(e)
+    });
     let budget = args.common.budget.map(|b| b.as_u64());
     match arch {
         Arch::Llama => {
@@ -70,6 +87,7 @@ pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
                 eos,
                 tokenizer.as_ref(),
                 budget,
+                (opened, &first_compute),
             )
         }
         Arch::Gpt2 => {
@@ -85,7 +103,20 @@ pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
                 eos,
                 tokenizer.as_ref(),
                 budget,
+                (opened, &first_compute),
             )
+        }
+    }
+}
+
+/// Remembers when the first layer started computing.
+#[derive(Default)]
+struct FirstCompute(std::sync::OnceLock<Instant>);
+
+impl Observer for FirstCompute {
+    fn on_event(&self, event: &Event<'_>) {
+        if let Event::ComputeStarted { at, .. } = event {
+            let _ = self.0.set(*at);
         }
     }
 }
@@ -98,11 +129,21 @@ fn go<M: CausalLm>(
     eos: Vec<u32>,
     tokenizer: Option<&Tokenizer>,
     budget: Option<u64>,
+    (opened, first_compute): (Instant, &FirstCompute),
 ) -> anyhow::Result<ExitCode> {
     let options = GenerateOptions::greedy(args.max_tokens)
         .with_temperature(args.temperature, args.seed)
         .with_stop_tokens(eos);
-    let out = generate(streamer, model, prompt, &options).context("generation failed")?;
+    let mut pass_ms = Vec::new();
+    let mut pass_start = Instant::now();
+    let out = generate_with(streamer, model, prompt, &options, |_| {
+        pass_ms.push(pass_start.elapsed().as_secs_f64() * 1e3);
+        if args.drop_caches {
+            super::drop_page_cache();
+        }
+        pass_start = Instant::now();
+    })
+    .context("generation failed")?;
     let ids: Vec<String> = out.tokens.iter().map(u32::to_string).collect();
     println!("{}", ids.join(","));
     if let Some(t) = tokenizer {
@@ -117,6 +158,16 @@ fn go<M: CausalLm>(
         crate::progress::human_bytes(out.kv_cache_bytes),
     );
     super::report(streamer, out.passes(), out.total().as_secs_f64(), budget);
+    let first = first_compute
+        .0
+        .get()
+        .map(|t| t.duration_since(opened).as_secs_f64() * 1e3);
+    let passes: Vec<String> = pass_ms.iter().map(|ms| format!("{ms:.3}")).collect();
+    eprintln!(
+        "timing open_to_first_compute_ms={:.3} pass_ms={}",
+        first.unwrap_or(f64::NAN),
+        passes.join(",")
+    );
     Ok(ExitCode::SUCCESS)
 }
 

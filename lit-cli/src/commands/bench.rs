@@ -1,0 +1,276 @@
+//! `lit bench STORE`: where the time goes, measured side by side in one run.
+//!
+//! Each mode runs in its own `lit run` process (so peak RSS is that mode's), on the same store and
+//! prompt: the raw sequential read of the store (the physical limit), plain Burn with all weights
+//! resident, naive load-then-compute (prefetch 0) and lit with prefetch, each warm and (as root)
+//! cold. Ratios: `overlap_ratio` = streamed pass / max(T_io, T_compute), where T_io is the time to
+//! read the non-resident bytes at the raw read rate and T_compute the resident pass.
+
+use crate::progress::human_bytes;
+use anyhow::Context;
+use lit_core::{ObjectId, WeightSource};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+#[derive(Debug, clap::Parser)]
+pub(crate) struct Args {
+    /// The store (a Llama or GPT-2 store; `lit synth` makes one).
+    store: PathBuf,
+    /// Weights budget for the streamed modes (default: a quarter of the model).
+    #[arg(long, value_name = "SIZE")]
+    budget: Option<bytesize::ByteSize>,
+    /// Prefetch depth of the lit mode.
+    #[arg(long, default_value_t = 2)]
+    prefetch: usize,
+    /// Passes (tokens) per mode; the first pass also fills resident layers and is reported apart.
+    #[arg(long, default_value_t = 4)]
+    passes: usize,
+    /// Print the figures as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One mode's figures, parsed from a `lit run` process's closing lines.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Run {
+    mode: String,
+    cache: &'static str,
+    budget: u64,
+    prefetch: usize,
+    first_pass_ms: f64,
+    /// Mean of the passes after the first.
+    pass_ms: f64,
+    bytes_read_per_pass: f64,
+    resident_bytes: u64,
+    peak_rss: u64,
+    open_to_first_compute_ms: f64,
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let source = super::open_store(&args.store)?;
+    let manifest = source.manifest().clone();
+    let arch = arch_of(&source)?;
+    let model = manifest.total_bytes;
+    let budget = args.budget.map(|b| b.as_u64()).unwrap_or(model / 4);
+    let can_drop = super::run::drop_page_cache();
+    let caches: &[&'static str] = if can_drop {
+        &["cold", "warm"]
+    } else {
+        &["warm"]
+    };
+
+    // The physical limit: every layer read once, sequentially (checksummed, as loads are).
+    let mut raw = Vec::new();
+    for &cache in caches {
+        if cache == "cold" {
+            super::run::drop_page_cache();
+        } else {
+            read_all(&source)?; // warm it
+        }
+        let start = Instant::now();
+        read_all(&source)?;
+        raw.push((cache, model as f64 / start.elapsed().as_secs_f64()));
+    }
+
+    let mut runs = Vec::new();
+    for &cache in caches {
+        let modes: [(&str, Option<u64>, usize); 3] = [
+            ("resident", None, 1),
+            ("load-then-compute", Some(budget), 0),
+            ("lit", Some(budget), args.prefetch),
+        ];
+        for (mode, budget, prefetch) in modes {
+            eprintln!("bench: {mode} ({cache}) ...");
+            runs.push(run_mode(&args, arch, mode, cache, budget, prefetch)?);
+        }
+    }
+
+    let raw_rate = |cache: &str| {
+        raw.iter()
+            .find(|(c, _)| *c == cache)
+            .map(|(_, r)| *r)
+            .unwrap_or(f64::NAN)
+    };
+    let compute_ms = runs
+        .iter()
+        .find(|r| r.mode == "resident" && r.cache == "warm")
+        .map(|r| r.pass_ms)
+        .unwrap_or(f64::NAN);
+    let ratios: Vec<serde_json::Value> = runs
+        .iter()
+        .filter(|r| r.mode != "resident")
+        .map(|r| {
+            let io_ms = (model - r.resident_bytes) as f64 / raw_rate(r.cache) * 1e3;
+            json!({
+                "mode": r.mode, "cache": r.cache,
+                "overlap_ratio": r.pass_ms / io_ms.max(compute_ms),
+                "t_io_ms": io_ms, "t_compute_ms": compute_ms,
+                "bandwidth_vs_raw": (r.bytes_read_per_pass / (r.pass_ms / 1e3)) / raw_rate(r.cache),
+                "peak_rss_over_budget": r.peak_rss as f64 / r.budget as f64,
+                "bytes_read_over_model_minus_resident": r.bytes_read_per_pass / (model - r.resident_bytes).max(1) as f64,
+            })
+        })
+        .collect();
+
+    if args.json {
+        let out = json!({
+            "store": args.store, "model_bytes": model, "layers": manifest.layers.len(),
+            "largest_layer": manifest.largest_layer_bytes(), "budget": budget, "prefetch": args.prefetch,
+            "raw_read_bytes_per_s": raw.iter().map(|(c, r)| json!({"cache": c, "bytes_per_s": r})).collect::<Vec<_>>(),
+            "runs": runs, "ratios": ratios,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "store {}: {} in {} layers (largest {}); budget {}; {} passes per mode{}",
+        args.store.display(),
+        human_bytes(model),
+        manifest.layers.len(),
+        human_bytes(manifest.largest_layer_bytes()),
+        human_bytes(budget),
+        args.passes,
+        if can_drop {
+            ""
+        } else {
+            "; WARM page cache only (not root: cannot drop caches)"
+        }
+    );
+    for (cache, rate) in &raw {
+        println!(
+            "raw sequential read ({cache}): {:.0} MB/s → {:.0} ms for the whole store",
+            rate / 1e6,
+            model as f64 / rate * 1e3
+        );
+    }
+    println!(
+        "{:<18} {:<5} {:>8} {:>10} {:>9} {:>11} {:>10} {:>12}",
+        "mode", "cache", "prefetch", "1st pass", "pass", "read/pass", "peak RSS", "first comp."
+    );
+    for r in &runs {
+        println!(
+            "{:<18} {:<5} {:>8} {:>8.0}ms {:>7.0}ms {:>11} {:>10} {:>10.1}ms",
+            r.mode,
+            r.cache,
+            r.prefetch,
+            r.first_pass_ms,
+            r.pass_ms,
+            human_bytes(r.bytes_read_per_pass as u64),
+            human_bytes(r.peak_rss),
+            r.open_to_first_compute_ms
+        );
+    }
+    for v in &ratios {
+        println!(
+            "{} ({}): overlap_ratio {:.3} (T_io {:.0} ms, T_compute {:.0} ms); bandwidth/raw {:.2}; peak RSS/budget {:.2}; read/(model−resident) {:.2}",
+            v["mode"].as_str().unwrap_or(""),
+            v["cache"].as_str().unwrap_or(""),
+            v["overlap_ratio"].as_f64().unwrap_or(f64::NAN),
+            v["t_io_ms"].as_f64().unwrap_or(f64::NAN),
+            v["t_compute_ms"].as_f64().unwrap_or(f64::NAN),
+            v["bandwidth_vs_raw"].as_f64().unwrap_or(f64::NAN),
+            v["peak_rss_over_budget"].as_f64().unwrap_or(f64::NAN),
+            v["bytes_read_over_model_minus_resident"]
+                .as_f64()
+                .unwrap_or(f64::NAN),
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_all(source: &dyn WeightSource) -> anyhow::Result<()> {
+    for i in 0..source.manifest().layers.len() {
+        std::hint::black_box(futures::executor::block_on(
+            source.read_object(ObjectId::Layer(i)),
+        )?);
+    }
+    Ok(())
+}
+
+fn arch_of(source: &dyn WeightSource) -> anyhow::Result<&'static str> {
+    let config =
+        futures::executor::block_on(lit_core::WeightSourceExt::read_aux(source, "config.json"))
+            .context("the store has no config.json")?;
+    let v: serde_json::Value = serde_json::from_slice(&config)?;
+    match v["model_type"].as_str() {
+        Some("llama") | Some("mistral") => Ok("llama"),
+        Some("gpt2") => Ok("gpt2"),
+        other => anyhow::bail!("lit bench runs Llama and GPT-2 stores; this one is {other:?}"),
+    }
+}
+
+fn run_mode(
+    args: &Args,
+    arch: &str,
+    mode: &str,
+    cache: &'static str,
+    budget: Option<u64>,
+    prefetch: usize,
+) -> anyhow::Result<Run> {
+    let mut cmd = Command::new(std::env::current_exe()?);
+    cmd.args(["run", arch]).arg(&args.store).args([
+        "--ids",
+        "--prompt",
+        "1",
+        "--max-tokens",
+        &args.passes.to_string(),
+        "--prefetch",
+        &prefetch.to_string(),
+    ]);
+    if let Some(b) = budget {
+        cmd.args(["--budget", &format!("{b}B")]);
+    }
+    if cache == "cold" {
+        cmd.arg("--drop-caches");
+    }
+    let out = cmd.output().context("cannot run lit run")?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "{mode} run failed:\n{err}");
+    let field = |key: &str| -> Option<String> {
+        err.lines()
+            .filter(|l| l.starts_with("stats ") || l.starts_with("timing "))
+            .flat_map(|l| l.split_whitespace())
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
+    };
+    let num = |key: &str| {
+        field(key)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let passes: Vec<f64> = field("pass_ms")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let later = &passes[passes.len().min(1)..];
+    let passes_n = num("passes").max(1.0);
+    let bytes_read = num("bytes_read");
+    let first_pass_bytes = args.store_bytes();
+    Ok(Run {
+        mode: mode.to_string(),
+        cache,
+        budget: budget.unwrap_or(0),
+        prefetch,
+        first_pass_ms: passes.first().copied().unwrap_or(f64::NAN),
+        pass_ms: later.iter().sum::<f64>() / later.len().max(1) as f64,
+        bytes_read_per_pass: if passes_n > 1.0 {
+            (bytes_read - first_pass_bytes) / (passes_n - 1.0)
+        } else {
+            bytes_read
+        },
+        resident_bytes: num("resident_bytes") as u64,
+        peak_rss: num("peak_rss") as u64,
+        open_to_first_compute_ms: num("open_to_first_compute_ms"),
+    })
+}
+
+impl Args {
+    /// Bytes the first pass reads: the whole model.
+    fn store_bytes(&self) -> f64 {
+        super::open_store(&self.store)
+            .map(|s| s.manifest().total_bytes as f64)
+            .unwrap_or(f64::NAN)
+    }
+}
