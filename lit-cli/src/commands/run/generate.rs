@@ -73,7 +73,6 @@ pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
         let first_compute = first_compute.clone();
         move |e: &Event<'_>| first_compute.on_event(e)
     });
-    let budget = args.common.budget.map(|b| b.as_u64());
     match arch {
         Arch::Llama => {
             let model = Llama::from_source(source.as_ref(), device.device())?;
@@ -86,7 +85,6 @@ pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
                 &prompt,
                 eos,
                 tokenizer.as_ref(),
-                budget,
                 (opened, &first_compute),
             )
         }
@@ -102,7 +100,6 @@ pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
                 &prompt,
                 eos,
                 tokenizer.as_ref(),
-                budget,
                 (opened, &first_compute),
             )
         }
@@ -128,9 +125,9 @@ fn go<M: CausalLm>(
     prompt: &[u32],
     eos: Vec<u32>,
     tokenizer: Option<&Tokenizer>,
-    budget: Option<u64>,
     (opened, first_compute): (Instant, &FirstCompute),
 ) -> anyhow::Result<ExitCode> {
+    let budget = args.common.budget.map(|b| b.as_u64());
     let options = GenerateOptions::greedy(args.max_tokens)
         .with_temperature(args.temperature, args.seed)
         .with_stop_tokens(eos);
