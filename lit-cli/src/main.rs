@@ -19,6 +19,8 @@ struct Cli {
 enum Command {
     /// Export a checkpoint (safetensors, Hugging Face directory, PyTorch, burnpack) into a store.
     Export(commands::export::Args),
+    /// Copy a store between any two locations (local, S3, GCS, Azure), resumably.
+    Cp(commands::cp::Args),
     /// List a store's layers, sizes, dtypes and tensors.
     Inspect(commands::inspect::Args),
     /// Recompute every checksum of a store; exits non-zero if any layer is bad.
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Export(args) => commands::export::run(args),
+        Command::Cp(args) => commands::cp::run(args),
         Command::Inspect(args) => commands::inspect::run(args),
         Command::Verify(args) => commands::verify::run(args),
         Command::Run(args) => commands::run::run(args),

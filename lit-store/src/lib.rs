@@ -5,6 +5,11 @@
 //! - [`LocalSource`]: a store in a local directory, read with `pread` (default) or `mmap`;
 //! - [`MemorySource`]: a store held in RAM;
 //! - [`CachedSource`]: a RAM tier over any source, within a byte budget (fixed resident set);
+//! - [`remote::ObjectStoreSource`] / [`remote::ObjectStoreSink`] (feature `remote`, with `s3`,
+//!   `gcs`, `azure`, `http`): stores in object stores, read as concurrent ranged GETs;
+//! - [`DiskCachedSource`]: a local disk tier under a remote store;
+//! - [`open`] / [`create_writer`]: any store by location (path, `file://`, `s3://`, `gs://`,
+//!   `az://`, `http(s)://`, `memory://`);
 //! - [`StoreWriter`] and [`export()`]: turning safetensors, Hugging Face directories, PyTorch and
 //!   burnpack checkpoints into stores, atomically.
 //!
@@ -13,17 +18,27 @@
 mod aligned;
 pub mod cache;
 mod convert;
+pub mod copy;
+pub mod disk_cache;
 pub mod export;
 pub mod import;
 pub mod layer_file;
 pub mod local;
+pub mod location;
 pub mod memory;
 mod mmap;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod sink;
+#[cfg(feature = "s3-test-server")]
+pub mod testing;
 pub mod writer;
 
 pub use cache::{CacheStats, CachedSource};
 pub use convert::convert_floats;
+pub use copy::{CopyReport, copy_store};
+pub use disk_cache::{DiskCacheStats, DiskCachedSource};
+pub use location::{DiskCacheOptions, OpenOptions, create_writer, open};
 pub use export::{ExportOptions, ExportReport, export};
 pub use local::{LocalSource, ReadMode};
 pub use memory::MemorySource;

@@ -15,6 +15,12 @@ pub trait StoreSink: Send {
     fn location(&self) -> String;
     /// Starts a new object at `key`; written data becomes part of the store only on commit.
     fn create_object(&mut self, key: &str) -> Result<Box<dyn ObjectWriter + '_>>;
+    /// Whether object `key` was already written (by an earlier, interrupted run) with exactly
+    /// `byte_len` bytes hashing to `checksum`, so a resumed copy can skip it. Default: never.
+    fn existing_object(&mut self, key: &str, byte_len: u64, checksum: u64) -> Result<bool> {
+        let _ = (key, byte_len, checksum);
+        Ok(false)
+    }
     /// Publishes the store: writes `manifest` last and makes everything visible.
     fn commit(self: Box<Self>, manifest: &[u8]) -> Result<()>;
 }
@@ -29,8 +35,10 @@ pub trait ObjectWriter: std::io::Write {
 ///
 /// Objects go to a hidden sibling directory `.NAME.lit-partial-PID-NANOS`; commit writes the
 /// manifest there, syncs everything and renames the directory into place. A process killed at
-/// any point leaves at most that hidden directory, which a later export to the same destination
-/// removes (when its writer process is gone). The destination must not exist.
+/// any point leaves at most that hidden directory. A later write to the same destination takes
+/// it over (when its writer process is gone), so `lit cp` can resume by skipping the objects
+/// already there ([`StoreSink::existing_object`]); export rewrites them. The destination must
+/// not exist.
 #[derive(Debug)]
 pub struct LocalDirSink {
     dst: PathBuf,
@@ -64,7 +72,7 @@ impl LocalDirSink {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&parent).map_err(|e| Error::io(parent.display(), e))?;
-        remove_stale_partials(&parent, &name);
+        let stale = take_stale_partials(&parent, &name);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -73,7 +81,11 @@ impl LocalDirSink {
             ".{name}.lit-partial-{}-{nanos}",
             std::process::id()
         ));
-        fs::create_dir(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+        // Resume from the newest partial directory a dead writer left, if any.
+        let adopted = stale.and_then(|old| fs::rename(&old, &tmp).ok());
+        if adopted.is_none() {
+            fs::create_dir(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+        }
         Ok(LocalDirSink {
             dst,
             tmp,
@@ -88,12 +100,12 @@ impl LocalDirSink {
     }
 }
 
-/// Removes `.NAME.lit-partial-PID-*` directories left by writer processes that no longer run.
-fn remove_stale_partials(parent: &Path, name: &str) {
+/// Finds `.NAME.lit-partial-PID-*` directories left by writer processes that no longer run:
+/// returns the newest and removes the others.
+fn take_stale_partials(parent: &Path, name: &str) -> Option<PathBuf> {
     let prefix = format!(".{name}.lit-partial-");
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
+    let entries = fs::read_dir(parent).ok()?;
+    let mut stale: Vec<(std::time::SystemTime, PathBuf)> = Vec::new();
     for entry in entries.flatten() {
         let file_name = entry.file_name();
         let Some(rest) = file_name.to_str().and_then(|f| f.strip_prefix(&prefix)) else {
@@ -103,7 +115,31 @@ fn remove_stale_partials(parent: &Path, name: &str) {
             continue;
         };
         if !Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = fs::remove_dir_all(entry.path());
+            let modified = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .unwrap_or(std::time::UNIX_EPOCH);
+            stale.push((modified, entry.path()));
+        }
+    }
+    stale.sort();
+    let newest = stale.pop().map(|(_, path)| path);
+    for (_, path) in stale {
+        let _ = fs::remove_dir_all(path);
+    }
+    newest
+}
+
+/// Removes files an adopted partial directory holds that this store does not list.
+fn remove_unlisted(tmp: &Path, written: &[PathBuf]) {
+    for dir in ["layers", "aux"] {
+        let Ok(entries) = fs::read_dir(tmp.join(dir)) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            if !written.contains(&entry.path()) {
+                let _ = fs::remove_file(entry.path());
+            }
         }
     }
 }
@@ -151,7 +187,31 @@ impl StoreSink for LocalDirSink {
         }))
     }
 
+    fn existing_object(&mut self, key: &str, byte_len: u64, expected: u64) -> Result<bool> {
+        let path = self.tmp.join(key);
+        match fs::metadata(&path) {
+            Ok(meta) if meta.len() == byte_len => {}
+            _ => return Ok(false),
+        }
+        let mut hasher = lit_core::checksum::StreamingChecksum::new();
+        let mut file = File::open(&path).map_err(|e| Error::io(path.display(), e))?;
+        let mut chunk = vec![0u8; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut chunk).map_err(|e| Error::io(path.display(), e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&chunk[..n]);
+        }
+        if hasher.digest() != expected {
+            return Ok(false);
+        }
+        self.written.push(path);
+        Ok(true)
+    }
+
     fn commit(mut self: Box<Self>, manifest: &[u8]) -> Result<()> {
+        remove_unlisted(&self.tmp, &self.written);
         for path in &self.written {
             File::open(path)
                 .and_then(|f| f.sync_all())

@@ -93,6 +93,40 @@ impl StoreWriter {
         Ok(())
     }
 
+    /// Keeps layer `entry` (the next one, from a store being copied) if the destination already
+    /// holds it with the same length and checksum, as an interrupted copy leaves it. Returns
+    /// whether it was kept; if not, write it with [`StoreWriter::write_raw_layer`].
+    pub fn reuse_layer(&mut self, entry: &LayerEntry) -> Result<bool> {
+        let key = layer_key(self.layers.len());
+        if !self
+            .sink
+            .existing_object(&key, entry.byte_len, entry.checksum)?
+        {
+            return Ok(false);
+        }
+        self.layers.push(LayerEntry {
+            key,
+            ..entry.clone()
+        });
+        Ok(true)
+    }
+
+    /// Like [`StoreWriter::reuse_layer`], for the next auxiliary file.
+    pub fn reuse_aux(&mut self, file: &AuxFile) -> Result<bool> {
+        let key = aux_key(self.aux_files.len());
+        if !self
+            .sink
+            .existing_object(&key, file.byte_len, file.checksum)?
+        {
+            return Ok(false);
+        }
+        self.aux_files.push(AuxFile {
+            key,
+            ..file.clone()
+        });
+        Ok(true)
+    }
+
     /// Adds an auxiliary file (`config.json`, `tokenizer.json`, …).
     pub fn write_aux(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         if self.aux_files.iter().any(|a| a.name == name) {

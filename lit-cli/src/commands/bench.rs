@@ -10,14 +10,15 @@ use crate::progress::human_bytes;
 use anyhow::Context;
 use lit_core::{ObjectId, WeightSource};
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 #[derive(Debug, clap::Parser)]
 pub(crate) struct Args {
-    /// The store (a Llama or GPT-2 store; `lit synth` makes one).
-    store: PathBuf,
+    /// The store (a Llama or GPT-2 store; `lit synth` makes one), at any location `lit run` takes.
+    store: String,
+    #[command(flatten)]
+    reach: super::StoreArgs,
     /// Weights budget for the streamed modes (default: a quarter of the model).
     #[arg(long, value_name = "SIZE")]
     budget: Option<bytesize::ByteSize>,
@@ -49,9 +50,9 @@ struct Run {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let source = super::open_store(&args.store)?;
+    let source = args.reach.open(&args.store)?;
     let manifest = source.manifest().clone();
-    let arch = arch_of(&source)?;
+    let arch = arch_of(source.as_ref())?;
     let model = manifest.total_bytes;
     let budget = args.budget.map(|b| b.as_u64()).unwrap_or(model / 4);
     let can_drop = super::run::drop_page_cache();
@@ -67,10 +68,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         if cache == "cold" {
             super::run::drop_page_cache();
         } else {
-            read_all(&source)?; // warm it
+            read_all(source.as_ref())?; // warm it
         }
         let start = Instant::now();
-        read_all(&source)?;
+        read_all(source.as_ref())?;
         raw.push((cache, model as f64 / start.elapsed().as_secs_f64()));
     }
 
@@ -116,7 +117,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     if args.json {
         let out = json!({
-            "store": args.store, "model_bytes": model, "layers": manifest.layers.len(),
+            "store": super::shown(&args.store), "model_bytes": model, "layers": manifest.layers.len(),
             "largest_layer": manifest.largest_layer_bytes(), "budget": budget, "prefetch": args.prefetch,
             "raw_read_bytes_per_s": raw.iter().map(|(c, r)| json!({"cache": c, "bytes_per_s": r})).collect::<Vec<_>>(),
             "runs": runs, "ratios": ratios,
@@ -126,7 +127,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     println!(
         "store {}: {} in {} layers (largest {}); budget {}; {} passes per mode{}",
-        args.store.display(),
+        super::shown(&args.store),
         human_bytes(model),
         manifest.layers.len(),
         human_bytes(manifest.largest_layer_bytes()),
@@ -219,6 +220,7 @@ fn run_mode(
         "--prefetch",
         &prefetch.to_string(),
     ]);
+    cmd.args(args.reach.to_args());
     if let Some(b) = budget {
         cmd.args(["--budget", &format!("{b}B")]);
     }
@@ -269,7 +271,8 @@ fn run_mode(
 impl Args {
     /// Bytes the first pass reads: the whole model.
     fn store_bytes(&self) -> f64 {
-        super::open_store(&self.store)
+        self.reach
+            .open(&self.store)
             .map(|s| s.manifest().total_bytes as f64)
             .unwrap_or(f64::NAN)
     }

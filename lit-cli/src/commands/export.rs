@@ -4,7 +4,7 @@ use crate::progress::{WriteProgress, human_bytes, mb_per_s};
 use anyhow::Context;
 use lit_core::DType;
 use lit_core::grouping::GroupingOptions;
-use lit_store::{ExportOptions, StoreWriter};
+use lit_store::ExportOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,8 +13,9 @@ pub(crate) struct Args {
     /// Checkpoint: a .safetensors file, a Hugging Face model directory, a PyTorch .bin/.pt, or a
     /// Burn .bpk file.
     src: PathBuf,
-    /// Destination store directory (must not exist).
-    dst: PathBuf,
+    /// Destination: a new store directory, or an object-store URL (s3://bucket/prefix/model.lit,
+    /// gs://…, az://…, memory://…). It must not hold a store yet.
+    dst: String,
     /// Convert float tensors to this type.
     #[arg(long, value_parser = ["f32", "f16", "bf16"])]
     dtype: Option<String>,
@@ -34,6 +35,8 @@ pub(crate) struct Args {
     /// Model name recorded in the store.
     #[arg(long)]
     name: Option<String>,
+    #[command(flatten)]
+    reach: super::StoreArgs,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -58,13 +61,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         config: args.config,
         tokenizer: args.tokenizer,
     };
-    let writer = StoreWriter::create_local(&args.dst)?;
+    let writer = args.reach.create(&args.dst)?;
     let progress = WriteProgress::new("exporting");
     let report = lit_store::export(&args.src, writer, &options, &progress).with_context(|| {
         format!(
             "cannot export {} to {}",
             args.src.display(),
-            args.dst.display()
+            super::shown(&args.dst)
         )
     });
     progress.finish();
@@ -75,7 +78,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         m.layers.len(),
         m.total_tensors,
         human_bytes(report.bytes_written),
-        args.dst.display(),
+        super::shown(&args.dst),
         report.seconds,
         mb_per_s(report.bytes_written, report.seconds)
     );

@@ -6,13 +6,14 @@ use lit_core::{Manifest, WeightSource};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Debug, clap::Parser)]
 pub(crate) struct Args {
-    /// The store.
-    store: PathBuf,
+    /// The store: a directory, file://, s3://, gs://, az://, http(s):// or memory:// location.
+    store: String,
+    #[command(flatten)]
+    reach: super::StoreArgs,
     /// List every tensor under its layer.
     #[arg(long)]
     tensors: bool,
@@ -22,7 +23,7 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let source = super::open_store(&args.store)?;
+    let source = args.reach.open(&args.store)?;
     let m = source.manifest();
     let mut out = std::io::stdout().lock();
     if args.json {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub(crate) mod bench;
+pub(crate) mod cp;
 pub(crate) mod demo;
 pub(crate) mod export;
 pub(crate) mod inspect;
@@ -9,10 +10,134 @@ pub(crate) mod synth;
 pub(crate) mod verify;
 
 use anyhow::Context;
-use lit_store::LocalSource;
-use std::path::Path;
+use lit_core::WeightSource;
+use lit_store::remote::RemoteOptions;
+use lit_store::{DiskCacheOptions, OpenOptions, StoreWriter};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
-/// Opens a store by location.
-pub(crate) fn open_store(location: &Path) -> anyhow::Result<LocalSource> {
-    LocalSource::open(location).with_context(|| format!("cannot open store {}", location.display()))
+/// How to reach stores: object-store settings and the local disk tier. Credentials, region and
+/// endpoint come from the environment (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `GOOGLE_*`, `AZURE_*`) or `--store-option`.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StoreArgs {
+    /// Size of each ranged GET / upload part for object stores.
+    #[arg(long, value_name = "SIZE", default_value = "8MiB")]
+    part_size: bytesize::ByteSize,
+    /// Most requests in flight to an object store.
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    concurrency: usize,
+    /// Retries of a failed request (with exponential backoff).
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    retries: usize,
+    /// Timeout of one request, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    request_timeout: f64,
+    /// Give up on reading one object after this many seconds, retries included.
+    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    deadline: f64,
+    /// An object_store setting KEY=VALUE (e.g. aws_region=eu-west-1); repeatable. Values are
+    /// never printed.
+    #[arg(long = "store-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    store_options: Vec<(String, String)>,
+    /// Local disk tier for remote stores [default: $LIT_CACHE_DIR or ~/.cache/lit/objects].
+    #[arg(long, value_name = "DIR")]
+    disk_cache: Option<PathBuf>,
+    /// Most bytes the disk tier keeps.
+    #[arg(long, value_name = "SIZE", default_value = "20GiB")]
+    disk_cache_size: bytesize::ByteSize,
+    /// Read remote stores from the network every time.
+    #[arg(long, conflicts_with = "disk_cache")]
+    pub(crate) no_disk_cache: bool,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| "expected KEY=VALUE".to_string())
+}
+
+fn seconds(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s.max(0.001)).unwrap_or(Duration::MAX)
+}
+
+impl StoreArgs {
+    /// The library options these flags mean.
+    pub(crate) fn options(&self) -> OpenOptions {
+        let defaults = RemoteOptions::default();
+        let remote = RemoteOptions {
+            part_size: self.part_size.as_u64().max(1),
+            concurrency: self.concurrency.max(1),
+            retry: lit_store::remote::RetryConfig {
+                max_retries: self.retries,
+                ..defaults.retry.clone()
+            },
+            request_timeout: seconds(self.request_timeout),
+            deadline: seconds(self.deadline),
+            config: self.store_options.clone(),
+            ..defaults
+        };
+        let disk_cache = (!self.no_disk_cache).then(|| DiskCacheOptions {
+            dir: self
+                .disk_cache
+                .clone()
+                .unwrap_or_else(lit_store::disk_cache::default_cache_dir),
+            max_bytes: self.disk_cache_size.as_u64(),
+        });
+        OpenOptions {
+            remote,
+            disk_cache,
+            ..Default::default()
+        }
+    }
+
+    /// The same flags as arguments, for a child `lit` process.
+    pub(crate) fn to_args(&self) -> Vec<String> {
+        let mut args = vec![
+            format!("--part-size={}", self.part_size.as_u64()),
+            format!("--concurrency={}", self.concurrency),
+            format!("--retries={}", self.retries),
+            format!("--request-timeout={}", self.request_timeout),
+            format!("--deadline={}", self.deadline),
+            format!("--disk-cache-size={}", self.disk_cache_size.as_u64()),
+        ];
+        for (k, v) in &self.store_options {
+            args.push(format!("--store-option={k}={v}"));
+        }
+        if let Some(dir) = &self.disk_cache {
+            args.push(format!("--disk-cache={}", dir.display()));
+        }
+        if self.no_disk_cache {
+            args.push("--no-disk-cache".into());
+        }
+        args
+    }
+
+    /// Opens the store at `location` (a directory, `file://`, `s3://`, `gs://`, `az://`,
+    /// `http(s)://`, `memory://`).
+    pub(crate) fn open(&self, location: &str) -> anyhow::Result<Arc<dyn WeightSource>> {
+        lit_store::open(location, &self.options())
+            .with_context(|| format!("cannot open store {}", shown(location)))
+    }
+
+    /// A writer for a new store at `location`.
+    pub(crate) fn create(&self, location: &str) -> anyhow::Result<StoreWriter> {
+        lit_store::create_writer(location, &self.options())
+            .with_context(|| format!("cannot create store {}", shown(location)))
+    }
+}
+
+/// A location as it may be printed (no credentials).
+pub(crate) fn shown(location: &str) -> String {
+    match location.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => location.to_string(),
+            }
+        }
+        None => location.to_string(),
+    }
 }

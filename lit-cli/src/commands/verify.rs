@@ -3,18 +3,19 @@
 use crate::progress::{draw_target, human_bytes, mb_per_s};
 use indicatif::{ProgressBar, ProgressStyle};
 use lit_core::{WeightSource, WeightSourceExt};
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
 #[derive(Debug, clap::Parser)]
 pub(crate) struct Args {
-    /// The store.
-    store: PathBuf,
+    /// The store: a directory, file://, s3://, gs://, az://, http(s):// or memory:// location.
+    store: String,
+    #[command(flatten)]
+    reach: super::StoreArgs,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let source = super::open_store(&args.store)?;
+    let source = args.reach.open(&args.store)?;
     let m = source.manifest();
     let bar = ProgressBar::with_draw_target(Some(m.total_bytes), draw_target());
     bar.set_style(

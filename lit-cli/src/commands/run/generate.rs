@@ -65,7 +65,7 @@ pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
         Some(t) => encode(t, &args.prompt)?,
         None => anyhow::bail!(
             "{} has no tokenizer.json: pass token ids with --ids (e.g. --prompt 1,2,3 --ids)",
-            args.common.store.display()
+            super::super::shown(&args.common.store)
         ),
     };
     let first_compute = Arc::new(FirstCompute::default());

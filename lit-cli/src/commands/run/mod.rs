@@ -7,7 +7,6 @@ use crate::progress::human_bytes;
 use anyhow::Context;
 use lit_burn::{LitDevice, StreamOptions, Streamer};
 use lit_core::WeightSource;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -30,8 +29,10 @@ enum Model {
 /// Options every `lit run` model takes.
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Common {
-    /// The store (a directory).
-    pub(crate) store: PathBuf,
+    /// The store: a directory, file://, s3://, gs://, az://, http(s):// or memory:// location.
+    pub(crate) store: String,
+    #[command(flatten)]
+    pub(crate) reach: super::StoreArgs,
     /// Memory budget for weights: resident layers + prefetches + the running layer (e.g. 512MiB).
     /// Default: the whole model (everything stays resident after the first pass).
     #[arg(long, value_name = "SIZE")]
@@ -47,7 +48,7 @@ pub(crate) struct Common {
 impl Common {
     /// Opens the store.
     pub(crate) fn open(&self) -> anyhow::Result<Arc<dyn WeightSource>> {
-        Ok(Arc::new(super::open_store(&self.store)?))
+        self.reach.open(&self.store)
     }
 
     /// The device asked for (probed).

@@ -1,0 +1,289 @@
+//! [`DiskCachedSource`]: a local-disk tier under a slower source (an object store).
+//!
+//! # Policy
+//! Like [`crate::CachedSource`], a fixed set rather than LRU: inference sweeps every layer each
+//! pass, where LRU gets no hits once the model is larger than the cache. The objects kept are
+//! decided from the manifest alone — the auxiliary files, then layers in execution order, while
+//! they fit in `max_bytes` — so every process using the same cache agrees without coordinating.
+//!
+//! # Layout and sharing
+//! Objects are files named by content, `{checksum:016x}-{len}`, in one directory that several
+//! stores and several processes can share. A file is written under a temporary name and renamed
+//! into place, so readers never see a partial one, and every read is checked against the
+//! manifest's checksum (a damaged file is deleted and fetched again). To make room, files that
+//! belong to *other* stores are evicted, oldest first; the current store's never are. Processes
+//! filling the cache at the same moment can overshoot `max_bytes` by the objects they write
+//! concurrently.
+
+use crate::aligned::AlignedBuf;
+use async_trait::async_trait;
+use bytes::Bytes;
+use lit_core::checksum::checksum;
+use lit_core::source::check_range;
+use lit_core::{Error, Manifest, ObjectId, Result, WeightSource};
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::io::Write;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The default cache directory: `$LIT_CACHE_DIR`, else `$XDG_CACHE_HOME/lit/objects`, else
+/// `~/.cache/lit/objects`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("LIT_CACHE_DIR") {
+        return PathBuf::from(dir);
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    base.join("lit").join("objects")
+}
+
+/// Counters of a [`DiskCachedSource`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskCacheStats {
+    /// Whole-object reads served from disk.
+    pub hits: u64,
+    /// Whole-object reads that went to the inner source.
+    pub misses: u64,
+    /// Bytes read from the inner source (ranges included).
+    pub bytes_from_inner: u64,
+    /// Objects written into the cache.
+    pub admitted: u64,
+}
+
+/// A disk cache of at most `max_bytes` over source `S` (see the module docs).
+#[derive(Debug)]
+pub struct DiskCachedSource<S> {
+    inner: S,
+    dir: PathBuf,
+    max_bytes: u64,
+    /// Whether each object (layers, then auxiliary files) belongs to the cached set.
+    kept: Vec<bool>,
+    /// File names of this store's objects: never evicted on its behalf.
+    own: HashSet<String>,
+    admit: Mutex<()>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    bytes_from_inner: AtomicU64,
+    admitted: AtomicU64,
+}
+
+fn file_name(checksum: u64, len: u64) -> String {
+    format!("{checksum:016x}-{len}")
+}
+
+fn is_cache_file(name: &str) -> bool {
+    name.split_once('-').is_some_and(|(hash, len)| {
+        hash.len() == 16
+            && hash.bytes().all(|b| b.is_ascii_hexdigit())
+            && !len.is_empty()
+            && len.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+impl<S: WeightSource> DiskCachedSource<S> {
+    /// Caches `inner` in directory `dir` (created if missing) within `max_bytes`.
+    pub fn new(inner: S, dir: impl AsRef<Path>, max_bytes: u64) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+        let m = inner.manifest();
+        let ids = object_ids(m);
+        let mut kept = vec![false; ids.len()];
+        let mut own = HashSet::new();
+        let mut planned = 0u64;
+        // Auxiliary files first (small, needed before the first layer), then layers in order.
+        let order = (m.layers.len()..ids.len()).chain(0..m.layers.len());
+        for slot in order {
+            let info = m.object(ids[slot])?;
+            own.insert(file_name(info.checksum, info.byte_len));
+            if planned + info.byte_len <= max_bytes {
+                planned += info.byte_len;
+                kept[slot] = true;
+            }
+        }
+        Ok(DiskCachedSource {
+            inner,
+            dir,
+            max_bytes,
+            kept,
+            own,
+            admit: Mutex::new(()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            bytes_from_inner: AtomicU64::new(0),
+            admitted: AtomicU64::new(0),
+        })
+    }
+
+    /// The wrapped source.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// The cache directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> DiskCacheStats {
+        DiskCacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            bytes_from_inner: self.bytes_from_inner.load(Ordering::Relaxed),
+            admitted: self.admitted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Whether object `id` belongs to the set this cache keeps on disk.
+    pub fn is_kept(&self, id: ObjectId) -> bool {
+        let slot = match id {
+            ObjectId::Layer(i) => Some(i),
+            ObjectId::Aux(i) => Some(self.inner.manifest().layers.len() + i),
+        };
+        slot.and_then(|s| self.kept.get(s)).copied().unwrap_or(false)
+    }
+
+    fn path_of(&self, id: ObjectId) -> Result<PathBuf> {
+        let info = self.inner.manifest().object(id)?;
+        Ok(self.dir.join(file_name(info.checksum, info.byte_len)))
+    }
+
+    /// The object from disk if present and intact; a damaged file is removed.
+    fn read_cached(&self, id: ObjectId) -> Option<Bytes> {
+        let info = self.inner.manifest().object(id).ok()?;
+        let path = self.path_of(id).ok()?;
+        let file = File::open(&path).ok()?;
+        if file.metadata().ok()?.len() != info.byte_len {
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        let mut buf = AlignedBuf::zeroed(usize::try_from(info.byte_len).ok()?);
+        if file.read_exact_at(buf.as_mut_slice(), 0).is_err() {
+            return None;
+        }
+        let bytes = buf.into_bytes();
+        if checksum(&bytes) != info.checksum {
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        Some(bytes)
+    }
+
+    /// Writes a verified object into the cache if it fits, evicting other stores' files.
+    fn store(&self, id: ObjectId, bytes: &[u8]) -> Result<()> {
+        let path = self.path_of(id)?;
+        let _one_at_a_time = self.admit.lock().unwrap_or_else(|e| e.into_inner());
+        if path.exists() {
+            return Ok(());
+        }
+        if !self.make_room(bytes.len() as u64) {
+            return Ok(());
+        }
+        let tmp = self.dir.join(format!(
+            ".tmp-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let written = File::create(&tmp)
+            .and_then(|mut f| f.write_all(bytes))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(path.display(), e));
+        }
+        self.admitted.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Evicts other stores' files, oldest first, until `need` more bytes fit in the budget.
+    fn make_room(&self, need: u64) -> bool {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return false;
+        };
+        let mut used = 0u64;
+        let mut foreign = Vec::new();
+        for entry in entries.flatten() {
+            let Ok(meta) = entry.metadata() else { continue };
+            used += meta.len();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_cache_file(&name) && !self.own.contains(&name) {
+                let when = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+                foreign.push((when, meta.len(), entry.path()));
+            }
+        }
+        foreign.sort();
+        let mut foreign = foreign.into_iter();
+        while used + need > self.max_bytes {
+            let Some((_, len, path)) = foreign.next() else {
+                return false;
+            };
+            if fs::remove_file(path).is_ok() {
+                used -= len;
+            }
+        }
+        true
+    }
+}
+
+fn object_ids(m: &Manifest) -> Vec<ObjectId> {
+    (0..m.layers.len())
+        .map(ObjectId::Layer)
+        .chain((0..m.aux_files.len()).map(ObjectId::Aux))
+        .collect()
+}
+
+#[async_trait]
+impl<S: WeightSource> WeightSource for DiskCachedSource<S> {
+    fn manifest(&self) -> &Manifest {
+        self.inner.manifest()
+    }
+
+    fn location(&self) -> &str {
+        self.inner.location()
+    }
+
+    async fn read_range(&self, id: ObjectId, range: Range<u64>) -> Result<Bytes> {
+        check_range(self.inner.manifest(), id, &range)?;
+        if self.is_kept(id) {
+            let info = self.inner.manifest().object(id)?;
+            if let Ok(file) = File::open(self.path_of(id)?)
+                && file.metadata().is_ok_and(|m| m.len() == info.byte_len)
+            {
+                let mut buf = AlignedBuf::zeroed((range.end - range.start) as usize);
+                if file.read_exact_at(buf.as_mut_slice(), range.start).is_ok() {
+                    return Ok(buf.into_bytes());
+                }
+            }
+        }
+        let bytes = self.inner.read_range(id, range).await?;
+        self.bytes_from_inner
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
+    async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
+        if !self.is_kept(id) {
+            let bytes = self.inner.read_object(id).await?;
+            self.bytes_from_inner
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            return Ok(bytes);
+        }
+        if let Some(bytes) = self.read_cached(id) {
+            self.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(bytes);
+        }
+        self.misses.fetch_add(1, Ordering::Relaxed);
+        let bytes = self.inner.read_object(id).await?;
+        self.bytes_from_inner
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        // A cache that cannot be written (disk full, read-only) only costs speed.
+        let _ = self.store(id, &bytes);
+        Ok(bytes)
+    }
+}
