@@ -41,7 +41,11 @@ impl Env {
 
     fn ok(&self, args: &[&str]) -> Output {
         let out = self.lit(args);
-        assert!(out.status.success(), "lit {args:?} failed:\n{}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "lit {args:?} failed:\n{}",
+            stderr(&out)
+        );
         out
     }
 
@@ -80,7 +84,11 @@ fn minilm_exported_to_s3_runs_exactly_as_from_disk() {
     assert_eq!(remote["layers"], disk["layers"]);
     assert_eq!(remote["layers"].as_array().unwrap().len(), 8);
     let out = env.ok(&["verify", url]);
-    assert!(stdout(&out).contains("every checksum matches"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("every checksum matches"),
+        "{}",
+        stdout(&out)
+    );
 
     // Streamed from the bucket: the same embeddings, bit for bit.
     let expected = embed(&env, local, &[]);
@@ -89,7 +97,10 @@ fn minilm_exported_to_s3_runs_exactly_as_from_disk() {
     // Throttled (503 on every 5th request) and with bodies cut midway: still identical.
     env.server.faults().fail_every.store(5, Ordering::Relaxed);
     env.server.faults().cut_every.store(7, Ordering::Relaxed);
-    assert_eq!(embed(&env, url, &["--no-disk-cache", "--part-size", "1MiB"]), expected);
+    assert_eq!(
+        embed(&env, url, &["--no-disk-cache", "--part-size", "1MiB"]),
+        expected
+    );
     env.server.faults().clear();
     assert!(env.server.faults().injected.load(Ordering::Relaxed) > 0);
 
@@ -155,7 +166,11 @@ fn unreachable_stores_and_bad_locations_fail_clearly() {
     let env = env();
     let out = env.lit(&["inspect", "s3://models/nothing-here.lit"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("nothing-here.lit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing-here.lit"),
+        "{}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("not a lit store"), "{}", stderr(&out));
 
     let out = env.lit(&["inspect", "ftp://user:hunter2@host/m.lit"]);
@@ -166,8 +181,19 @@ fn unreachable_stores_and_bad_locations_fail_clearly() {
     let mut env = env;
     env.server.stop();
     let start = std::time::Instant::now();
-    let out = env.lit(&["inspect", "s3://models/x.lit", "--retries", "1", "--deadline", "2"]);
+    let out = env.lit(&[
+        "inspect",
+        "s3://models/x.lit",
+        "--retries",
+        "1",
+        "--deadline",
+        "2",
+    ]);
     assert!(!out.status.success());
     assert!(start.elapsed().as_secs() < 20, "{:?}", start.elapsed());
-    assert!(stderr(&out).contains("s3://models/x.lit"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("s3://models/x.lit"),
+        "{}",
+        stderr(&out)
+    );
 }

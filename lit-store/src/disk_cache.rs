@@ -146,7 +146,9 @@ impl<S: WeightSource> DiskCachedSource<S> {
             ObjectId::Layer(i) => Some(i),
             ObjectId::Aux(i) => Some(self.inner.manifest().layers.len() + i),
         };
-        slot.and_then(|s| self.kept.get(s)).copied().unwrap_or(false)
+        slot.and_then(|s| self.kept.get(s))
+            .copied()
+            .unwrap_or(false)
     }
 
     fn path_of(&self, id: ObjectId) -> Result<PathBuf> {

@@ -69,7 +69,11 @@ pub fn open(location: &str, options: &OpenOptions) -> Result<Arc<dyn WeightSourc
 fn open_remote(location: &str, options: &OpenOptions) -> Result<Arc<dyn WeightSource>> {
     let source = crate::remote::ObjectStoreSource::open(location, &options.remote)?;
     Ok(match &options.disk_cache {
-        Some(cache) => Arc::new(crate::DiskCachedSource::new(source, &cache.dir, cache.max_bytes)?),
+        Some(cache) => Arc::new(crate::DiskCachedSource::new(
+            source,
+            &cache.dir,
+            cache.max_bytes,
+        )?),
         None => Arc::new(source),
     })
 }
@@ -112,7 +116,10 @@ mod tests {
 
     #[test]
     fn paths_and_file_urls_are_local() {
-        assert_eq!(local_path("a/b.lit").unwrap(), Some(PathBuf::from("a/b.lit")));
+        assert_eq!(
+            local_path("a/b.lit").unwrap(),
+            Some(PathBuf::from("a/b.lit"))
+        );
         assert_eq!(
             local_path("file:///x/y.lit").unwrap(),
             Some(PathBuf::from("/x/y.lit"))

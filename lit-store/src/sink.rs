@@ -197,7 +197,8 @@ impl StoreSink for LocalDirSink {
         let mut file = File::open(&path).map_err(|e| Error::io(path.display(), e))?;
         let mut chunk = vec![0u8; 1 << 20];
         loop {
-            let n = std::io::Read::read(&mut file, &mut chunk).map_err(|e| Error::io(path.display(), e))?;
+            let n = std::io::Read::read(&mut file, &mut chunk)
+                .map_err(|e| Error::io(path.display(), e))?;
             if n == 0 {
                 break;
             }

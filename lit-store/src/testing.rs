@@ -71,9 +71,11 @@ impl S3TestServer {
     pub fn start(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
         std::fs::create_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+        let listener =
+            std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::io("127.0.0.1:0", e))?;
+        let addr = listener
+            .local_addr()
             .map_err(|e| Error::io("127.0.0.1:0", e))?;
-        let addr = listener.local_addr().map_err(|e| Error::io("127.0.0.1:0", e))?;
         let mut server = S3TestServer {
             root,
             addr,
@@ -154,8 +156,12 @@ impl S3TestServer {
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io(self.addr, e))?;
-        let fs = s3s_fs::FileSystem::new(&self.root)
-            .map_err(|e| Error::backend(format!("s3s-fs on {}", self.root.display()), format!("{e:?}")))?;
+        let fs = s3s_fs::FileSystem::new(&self.root).map_err(|e| {
+            Error::backend(
+                format!("s3s-fs on {}", self.root.display()),
+                format!("{e:?}"),
+            )
+        })?;
         let mut builder = S3ServiceBuilder::new(fs);
         builder.set_auth(SimpleAuth::from_single(ACCESS_KEY, SECRET_KEY));
         let s3 = builder.build();

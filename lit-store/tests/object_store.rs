@@ -4,7 +4,9 @@
 use futures::executor::block_on;
 use lit_core::conformance::{self, Fixture};
 use lit_core::{Error, NoObserver, ObjectId, WeightSource};
-use lit_store::remote::{ObjectPath, ObjectStoreSource, RemoteOptions, RetryConfig, object_store_for};
+use lit_store::remote::{
+    ObjectPath, ObjectStoreSource, RemoteOptions, RetryConfig, object_store_for,
+};
 use lit_store::testing::{S3TestServer, SECRET_KEY};
 use lit_store::{DiskCachedSource, MemorySource, OpenOptions, copy_store, create_writer};
 use std::sync::atomic::Ordering;
@@ -58,7 +60,11 @@ fn s3_source_passes_the_conformance_suite() {
     block_on(conformance::checksum_mismatch(&corrupt, &fx, 1));
 
     let missing_key = fx.manifest.layers[2].key.clone();
-    let without: Vec<_> = fx.objects().into_iter().filter(|(k, _)| *k != missing_key).collect();
+    let without: Vec<_> = fx
+        .objects()
+        .into_iter()
+        .filter(|(k, _)| *k != missing_key)
+        .collect();
     let url = put_files(&server, "conf/missing", &without);
     let missing = ObjectStoreSource::open(&url, &options).unwrap();
     block_on(conformance::missing_object(&missing, &fx, 2));
@@ -71,7 +77,10 @@ fn memory_urls_pass_the_conformance_suite() {
     let options = RemoteOptions::default();
     let (store, prefix, _) = object_store_for(url, &options).unwrap();
     for (key, bytes) in fx.objects() {
-        let path: ObjectPath = prefix.parts().chain(ObjectPath::from(key.as_str()).parts()).collect();
+        let path: ObjectPath = prefix
+            .parts()
+            .chain(ObjectPath::from(key.as_str()).parts())
+            .collect();
         // The in-memory store needs no runtime.
         block_on(store.put_opts(&path, bytes.into(), Default::default())).unwrap();
     }
@@ -91,7 +100,11 @@ fn a_layer_arrives_as_parallel_ranged_gets_in_an_aligned_buffer() {
     let layer = block_on(source.read_object(ObjectId::Layer(1))).unwrap();
     let requests = server.faults().requests.load(Ordering::Relaxed) - before;
     assert_eq!(layer.as_ref(), fx.layer_bytes[1].as_slice());
-    assert_eq!(layer.as_ptr() as usize % 64, 0, "layer buffer is not 64-byte aligned");
+    assert_eq!(
+        layer.as_ptr() as usize % 64,
+        0,
+        "layer buffer is not 64-byte aligned"
+    );
     let parts = fx.layer_bytes[1].len().div_ceil(64 << 10) as u64;
     assert!(parts > 1, "the fixture layer should need several parts");
     assert_eq!(requests, parts, "one ranged GET per part");
@@ -115,7 +128,12 @@ fn copy_to_s3_and_back_keeps_every_byte() {
     let back = tempfile::tempdir().unwrap();
     let local = back.path().join("back.lit");
     let local = local.to_str().unwrap();
-    copy_store(remote.as_ref(), create_writer(local, &open).unwrap(), &NoObserver).unwrap();
+    copy_store(
+        remote.as_ref(),
+        create_writer(local, &open).unwrap(),
+        &NoObserver,
+    )
+    .unwrap();
     assert_identical(lit_store::open(local, &open).unwrap().as_ref(), &fx);
 
     // A second copy onto an existing store is refused, naming it.
@@ -128,7 +146,9 @@ fn copy_to_s3_and_back_keeps_every_byte() {
 fn multipart_upload_of_a_layer_larger_than_a_part() {
     let (_dir, server) = server();
     // 5 MiB is the smallest part S3 accepts: a 12 MiB layer is three parts.
-    let big: Vec<u8> = (0..12 << 20).map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let big: Vec<u8> = (0..12 << 20)
+        .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let memory = MemorySource::from_objects(single_layer_store(&big)).unwrap();
     let open = OpenOptions {
         remote: server.options(),
@@ -162,7 +182,12 @@ fn rebuild(mut fx: Fixture) -> Fixture {
         layer.checksum = lit_core::checksum(bytes);
     }
     fx.manifest.total_bytes = fx.layer_bytes.iter().map(|b| b.len() as u64).sum();
-    fx.manifest.total_tensors = fx.manifest.layers.iter().map(|l| l.tensors.len() as u64).sum();
+    fx.manifest.total_tensors = fx
+        .manifest
+        .layers
+        .iter()
+        .map(|l| l.tensors.len() as u64)
+        .sum();
     fx
 }
 
@@ -246,7 +271,11 @@ fn an_outage_longer_than_the_retry_budget_fails_within_the_deadline() {
     server.stop();
     let start = Instant::now();
     let err = block_on(source.read_object(ObjectId::Layer(1))).unwrap_err();
-    assert!(start.elapsed() < Duration::from_secs(2), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(err.to_string().contains("deadline"), "{err}");
 }
 
@@ -261,8 +290,14 @@ fn an_object_damaged_on_the_server_is_refused_by_checksum() {
     std::fs::write(&file, bytes).unwrap();
     let source = ObjectStoreSource::open(&url, &server.options()).unwrap();
     let err = block_on(source.read_object(ObjectId::Layer(3))).unwrap_err();
-    assert!(matches!(err, Error::ChecksumMismatch { ref layer, .. } if layer == "block.3"), "{err}");
-    assert!(err.to_string().contains("damaged/layers/00003.safetensors"), "{err}");
+    assert!(
+        matches!(err, Error::ChecksumMismatch { ref layer, .. } if layer == "block.3"),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("damaged/layers/00003.safetensors"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -308,7 +343,9 @@ fn a_damaged_leftover_layer_is_transferred_again_on_resume() {
         let mut writer = create_writer(&url, &open).unwrap();
         let mut bad = fx.layer_bytes[0].clone();
         bad[70] ^= 1;
-        writer.write_raw_layer(&fx.manifest.layers[0], &bad).unwrap();
+        writer
+            .write_raw_layer(&fx.manifest.layers[0], &bad)
+            .unwrap();
     }
     let memory = MemorySource::from_objects(fx.objects()).unwrap();
     let report = copy_store(&memory, create_writer(&url, &open).unwrap(), &NoObserver).unwrap();
@@ -366,7 +403,10 @@ fn the_disk_tier_serves_the_second_pass_and_stays_within_its_size() {
     let first = DiskCachedSource::new(open(), cache.path(), u64::MAX).unwrap();
     assert_identical(&first, &fx);
     let s = first.stats();
-    assert_eq!(s.bytes_from_inner, fx.manifest.total_bytes + fx.aux_bytes[0].len() as u64);
+    assert_eq!(
+        s.bytes_from_inner,
+        fx.manifest.total_bytes + fx.aux_bytes[0].len() as u64
+    );
     let second = DiskCachedSource::new(open(), cache.path(), u64::MAX).unwrap();
     let requests = server.faults().requests.load(Ordering::Relaxed);
     assert_identical(&second, &fx);
@@ -374,7 +414,12 @@ fn the_disk_tier_serves_the_second_pass_and_stays_within_its_size() {
     assert_eq!(server.faults().requests.load(Ordering::Relaxed), requests);
 
     // A damaged cache file is detected, dropped and fetched again.
-    let victim = std::fs::read_dir(cache.path()).unwrap().flatten().next().unwrap().path();
+    let victim = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
     let mut bytes = std::fs::read(&victim).unwrap();
     let at = bytes.len() / 2;
     bytes[at] ^= 0x10;
@@ -415,7 +460,10 @@ fn processes_sharing_a_disk_cache_agree() {
         }
     });
     let files = std::fs::read_dir(cache.path()).unwrap().flatten().count();
-    assert_eq!(files, fx.manifest.layers.len() + fx.manifest.aux_files.len());
+    assert_eq!(
+        files,
+        fx.manifest.layers.len() + fx.manifest.aux_files.len()
+    );
 }
 
 #[test]
@@ -425,10 +473,15 @@ fn secrets_never_appear_in_messages() {
     assert!(!format!("{options:?}").contains(SECRET_KEY));
     let err = ObjectStoreSource::open(&format!("s3://{BUCKET}/absent.lit"), &options).unwrap_err();
     assert!(err.is_not_found(), "{err}");
-    let wrong = options.clone().with_config("aws_secret_access_key", "wrong-secret-value");
+    let wrong = options
+        .clone()
+        .with_config("aws_secret_access_key", "wrong-secret-value");
     let err = ObjectStoreSource::open(&format!("s3://{BUCKET}/absent.lit"), &wrong).unwrap_err();
     let msg = format!("{err} {err:?}");
-    assert!(!msg.contains(SECRET_KEY) && !msg.contains("wrong-secret-value"), "{msg}");
+    assert!(
+        !msg.contains(SECRET_KEY) && !msg.contains("wrong-secret-value"),
+        "{msg}"
+    );
     // Credentials in a URL are not echoed either.
     let err = lit_store::open("ftp://user:hunter2@host/x", &OpenOptions::default())
         .map(|_| ())

@@ -39,7 +39,12 @@ impl Fetcher {
     /// Bytes `range` of `path` in one 64-byte aligned buffer (so tensors in it can be handed to
     /// Burn without another copy). `what` names the object in errors. Gives up after the
     /// deadline, retries included.
-    pub(crate) async fn fetch(&self, path: ObjectPath, range: Range<u64>, what: String) -> Result<Bytes> {
+    pub(crate) async fn fetch(
+        &self,
+        path: ObjectPath,
+        range: Range<u64>,
+        what: String,
+    ) -> Result<Bytes> {
         let this = self.clone();
         runtime::spawn(async move {
             let deadline = this.deadline;
@@ -47,7 +52,10 @@ impl Fetcher {
                 Ok(result) => result,
                 Err(_) => Err(Error::backend(
                     what,
-                    format!("not received within the deadline of {:.1} s", deadline.as_secs_f64()),
+                    format!(
+                        "not received within the deadline of {:.1} s",
+                        deadline.as_secs_f64()
+                    ),
                 )),
             }
         })

@@ -171,7 +171,8 @@ pub fn object_store_for(
         ))
     })?;
     let prefix = ObjectPath::parse(path).map_err(|e| bad(e.to_string()))?;
-    let context = |e: object_store::Error| Error::backend(format!("{shown}: configuring the client"), e);
+    let context =
+        |e: object_store::Error| Error::backend(format!("{shown}: configuring the client"), e);
     let store: Arc<dyn ObjectStore> = match scheme {
         ObjectStoreScheme::Memory => memory_store(),
         #[cfg(feature = "s3")]
@@ -182,7 +183,12 @@ pub fn object_store_for(
                 let key: AmazonS3ConfigKey = key.parse().map_err(|e| bad(format!("{e}")))?;
                 builder = builder.with_config(key, value);
             }
-            Arc::new(builder.with_retry(options.retry.clone()).build().map_err(context)?)
+            Arc::new(
+                builder
+                    .with_retry(options.retry.clone())
+                    .build()
+                    .map_err(context)?,
+            )
         }
         #[cfg(feature = "gcs")]
         ObjectStoreScheme::GoogleCloudStorage => {
@@ -192,7 +198,12 @@ pub fn object_store_for(
                 let key: GoogleConfigKey = key.parse().map_err(|e| bad(format!("{e}")))?;
                 builder = builder.with_config(key, value);
             }
-            Arc::new(builder.with_retry(options.retry.clone()).build().map_err(context)?)
+            Arc::new(
+                builder
+                    .with_retry(options.retry.clone())
+                    .build()
+                    .map_err(context)?,
+            )
         }
         #[cfg(feature = "azure")]
         ObjectStoreScheme::MicrosoftAzure => {
@@ -202,7 +213,12 @@ pub fn object_store_for(
                 let key: AzureConfigKey = key.parse().map_err(|e| bad(format!("{e}")))?;
                 builder = builder.with_config(key, value);
             }
-            Arc::new(builder.with_retry(options.retry.clone()).build().map_err(context)?)
+            Arc::new(
+                builder
+                    .with_retry(options.retry.clone())
+                    .build()
+                    .map_err(context)?,
+            )
         }
         #[cfg(feature = "http")]
         ObjectStoreScheme::Http => {
@@ -214,7 +230,12 @@ pub fn object_store_for(
                 let key: ClientConfigKey = key.parse().map_err(|e| bad(format!("{e}")))?;
                 builder = builder.with_config(key, value);
             }
-            Arc::new(builder.with_retry(options.retry.clone()).build().map_err(context)?)
+            Arc::new(
+                builder
+                    .with_retry(options.retry.clone())
+                    .build()
+                    .map_err(context)?,
+            )
         }
         other => {
             return Err(bad(format!(

@@ -1,7 +1,9 @@
 //! [`ObjectStoreSink`]: writing a store into an object store.
 
 use super::fetch::Fetcher;
-use super::{ObjectPath, ObjectStore, RemoteOptions, backend_error, child, object_store_for, runtime};
+use super::{
+    ObjectPath, ObjectStore, RemoteOptions, backend_error, child, object_store_for, runtime,
+};
 use crate::sink::{ObjectWriter, StoreSink};
 use lit_core::checksum::checksum;
 use lit_core::manifest::MANIFEST_KEY;
@@ -50,7 +52,12 @@ impl ObjectStoreSink {
         match runtime::block_on(async move { probe.head(&manifest).await })? {
             Ok(_) => return Err(Error::AlreadyExists { path: location }),
             Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(Error::backend(format!("{location}: checking {MANIFEST_KEY}"), e)),
+            Err(e) => {
+                return Err(Error::backend(
+                    format!("{location}: checking {MANIFEST_KEY}"),
+                    e,
+                ));
+            }
         }
         Ok(ObjectStoreSink {
             fetcher: Fetcher::new(store, options),
@@ -113,20 +120,31 @@ impl StoreSink for ObjectStoreSink {
         let (p, s, body) = (path.clone(), store.clone(), payload.clone());
         match runtime::block_on(async move { s.put_opts(&p, body, create).await })? {
             Ok(_) => Ok(()),
-            Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => {
-                Err(Error::AlreadyExists { path: self.location })
-            }
+            Err(
+                object_store::Error::AlreadyExists { .. }
+                | object_store::Error::Precondition { .. },
+            ) => Err(Error::AlreadyExists {
+                path: self.location,
+            }),
             // Backends without conditional PUT: check, then write (a narrow race remains).
-            Err(object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => {
+            Err(
+                object_store::Error::NotImplemented { .. }
+                | object_store::Error::NotSupported { .. },
+            ) => {
                 let (p, s) = (path.clone(), store.clone());
                 if runtime::block_on(async move { s.head(&p).await })?.is_ok() {
-                    return Err(Error::AlreadyExists { path: self.location });
+                    return Err(Error::AlreadyExists {
+                        path: self.location,
+                    });
                 }
                 runtime::block_on(async move { store.put(&path, payload).await })?
                     .map(|_| ())
                     .map_err(|e| backend_error(format!("{}/{MANIFEST_KEY}", self.location), e))
             }
-            Err(e) => Err(backend_error(format!("{}/{MANIFEST_KEY}", self.location), e)),
+            Err(e) => Err(backend_error(
+                format!("{}/{MANIFEST_KEY}", self.location),
+                e,
+            )),
         }
     }
 }
@@ -196,7 +214,8 @@ impl RemoteObject {
                 let data = std::mem::take(&mut self.buf);
                 let handle = runtime::handle()?;
                 let _in_runtime = handle.enter();
-                self.in_flight.push_back(handle.spawn(upload.put_part(PutPayload::from(data))));
+                self.in_flight
+                    .push_back(handle.spawn(upload.put_part(PutPayload::from(data))));
             }
             while !self.in_flight.is_empty() {
                 self.wait_oldest()?;
