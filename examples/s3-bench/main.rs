@@ -20,7 +20,7 @@ use lit_burn::models::llama::Llama;
 use lit_burn::models::synth::{Synth, SynthConfig, parse_count};
 use lit_burn::{StreamOptions, Streamer};
 use lit_core::{NoObserver, ObjectId, WeightSource};
-use lit_store::remote::{ObjectStoreSource, RemoteOptions, object_store_for};
+use lit_store::remote::{ObjectStoreSource, object_store_for};
 use lit_store::testing::S3TestServer;
 use lit_store::{DiskCachedSource, LocalSource, OpenOptions, copy_store, create_writer};
 use object_store::ObjectStoreExt;

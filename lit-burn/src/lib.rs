@@ -63,3 +63,8 @@ pub use interop::LitModuleStore;
 pub use load::{LoadOptions, LoadReport, load_module};
 pub use names::{Identity, Layout, NameMap, NameRules, StoreTensor};
 pub use paths::{ParamInfo, ParamKind, ParamPaths};
+
+/// The README's Rust examples, compiled as doctests so they stay true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -1,6 +1,7 @@
 //! `lit`: export, inspect, verify and run layer-wise weight stores.
 
 mod commands;
+mod plot;
 mod progress;
 
 use clap::{Parser, Subcommand};

@@ -31,6 +31,12 @@ pub(crate) struct Args {
     /// Print the figures as JSON.
     #[arg(long)]
     json: bool,
+    /// Draw the modes and the timeline of one lit pass (fetch lane vs compute lane) to this SVG.
+    #[arg(long, value_name = "FILE.svg")]
+    plot: Option<std::path::PathBuf>,
+    /// Leave out the mmap-everything mode (all weights mapped, the OS pages them in and out).
+    #[arg(long)]
+    no_mmap: bool,
 }
 
 /// One mode's figures, parsed from a `lit run` process's closing lines.
@@ -75,16 +81,38 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         raw.push((cache, model as f64 / start.elapsed().as_secs_f64()));
     }
 
+    let events_file = tempfile::NamedTempFile::new()?;
+    let mut timeline = None;
     let mut runs = Vec::new();
     for &cache in caches {
-        let modes: [(&str, Option<u64>, usize); 3] = [
-            ("resident", None, 1),
-            ("load-then-compute", Some(budget), 0),
-            ("lit", Some(budget), args.prefetch),
+        // (mode, budget, prefetch, read mode)
+        let mut modes: Vec<(&str, Option<u64>, usize, &str)> = vec![
+            ("resident", None, 1, "pread"),
+            ("load-then-compute", Some(budget), 0, "pread"),
+            ("lit", Some(budget), args.prefetch, "pread"),
         ];
-        for (mode, budget, prefetch) in modes {
+        if !args.no_mmap && super::local_path(&args.store).is_some() {
+            // How llama.cpp and candle behave: everything mapped, no budget, the OS pages.
+            modes.push(("mmap-everything", None, 0, "mmap"));
+        }
+        for (mode, budget, prefetch, read_mode) in modes {
             eprintln!("bench: {mode} ({cache}) ...");
-            runs.push(run_mode(&args, arch, mode, cache, budget, prefetch)?);
+            // The timeline comes from the first lit run (cold when caches can be dropped).
+            let record = (mode == "lit" && timeline.is_none()).then(|| events_file.path());
+            runs.push(run_mode(
+                &args, arch, mode, cache, budget, prefetch, read_mode, record,
+            )?);
+            if let Some(path) = record {
+                let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
+                timeline = crate::plot::timeline_from_events(
+                    &doc,
+                    &format!(
+                        "one lit pass ({cache} cache, prefetch {}, budget {})",
+                        args.prefetch,
+                        human_bytes(budget.unwrap_or(0))
+                    ),
+                );
+            }
         }
     }
 
@@ -115,6 +143,25 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         })
         .collect();
 
+    if let Some(path) = &args.plot {
+        let bars: Vec<crate::plot::Bar> = runs
+            .iter()
+            .map(|r| crate::plot::Bar {
+                label: format!("{} ({})", r.mode, r.cache),
+                ms: r.pass_ms,
+            })
+            .collect();
+        let title = format!(
+            "{}: {} in {} layers, budget {}",
+            super::shown(&args.store),
+            human_bytes(model),
+            manifest.layers.len(),
+            human_bytes(budget)
+        );
+        std::fs::write(path, crate::plot::chart(&title, &bars, timeline.as_ref()))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("bench: plot written to {}", path.display());
+    }
     if args.json {
         let out = json!({
             "store": super::shown(&args.store), "model_bytes": model, "layers": manifest.layers.len(),
@@ -202,6 +249,7 @@ fn arch_of(source: &dyn WeightSource) -> anyhow::Result<&'static str> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_mode(
     args: &Args,
     arch: &str,
@@ -209,6 +257,8 @@ fn run_mode(
     cache: &'static str,
     budget: Option<u64>,
     prefetch: usize,
+    read_mode: &str,
+    events: Option<&std::path::Path>,
 ) -> anyhow::Result<Run> {
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["run", arch]).arg(&args.store).args([
@@ -220,7 +270,12 @@ fn run_mode(
         "--prefetch",
         &prefetch.to_string(),
     ]);
-    cmd.args(args.reach.to_args());
+    let mut reach = args.reach.clone();
+    reach.read_mode = read_mode.to_string();
+    cmd.args(reach.to_args());
+    if let Some(path) = events {
+        cmd.arg("--events").arg(path);
+    }
     if let Some(b) = budget {
         cmd.args(["--budget", &format!("{b}B")]);
     }

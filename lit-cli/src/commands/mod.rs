@@ -50,6 +50,10 @@ pub(crate) struct StoreArgs {
     /// Read remote stores from the network every time.
     #[arg(long, conflicts_with = "disk_cache")]
     pub(crate) no_disk_cache: bool,
+    /// How local stores are read: pread (copy out of the page cache; safe if the files change)
+    /// or mmap (no copy; a file truncated while mapped kills the process with SIGBUS).
+    #[arg(long, value_name = "MODE", default_value = "pread", value_parser = ["pread", "mmap"])]
+    pub(crate) read_mode: String,
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -85,10 +89,14 @@ impl StoreArgs {
                 .unwrap_or_else(lit_store::disk_cache::default_cache_dir),
             max_bytes: self.disk_cache_size.as_u64(),
         });
+        let read_mode = match self.read_mode.as_str() {
+            "mmap" => lit_store::ReadMode::Mmap,
+            _ => lit_store::ReadMode::Pread,
+        };
         OpenOptions {
+            read_mode,
             remote,
             disk_cache,
-            ..Default::default()
         }
     }
 
@@ -101,6 +109,7 @@ impl StoreArgs {
             format!("--request-timeout={}", self.request_timeout),
             format!("--deadline={}", self.deadline),
             format!("--disk-cache-size={}", self.disk_cache_size.as_u64()),
+            format!("--read-mode={}", self.read_mode),
         ];
         for (k, v) in &self.store_options {
             args.push(format!("--store-option={k}={v}"));
@@ -126,6 +135,11 @@ impl StoreArgs {
         lit_store::create_writer(location, &self.options())
             .with_context(|| format!("cannot create store {}", shown(location)))
     }
+}
+
+/// The local directory `location` names, if it is one.
+pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
+    lit_store::location::local_path(location).ok().flatten()
 }
 
 /// A location as it may be printed (no credentials).

@@ -1,14 +1,15 @@
 //! `lit run llama|gpt2 STORE --prompt P --max-tokens N`
 
 use anyhow::Context;
-use lit_burn::Streamer;
+use lit_burn::models::decoder::{Resident, Weights};
 use lit_burn::models::generate::{
     CausalLm, GenerateOptions, Tokenizer, decode, encode, generate_with, store_tokenizer,
     with_f32_compute,
 };
 use lit_burn::models::gpt2::Gpt2;
 use lit_burn::models::llama::Llama;
-use lit_core::{Event, Observer};
+use lit_burn::{NameMap, StreamOptions, Streamer};
+use lit_core::{Event, Observer, WeightSource, WeightSourceExt};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +44,13 @@ pub(crate) struct Args {
     /// Drop the page cache before every pass (root only), to measure cold reads.
     #[arg(long)]
     pub(crate) drop_caches: bool,
+    /// Plain Burn, for comparison: read every layer, build the whole model in memory, then run it
+    /// without the streaming executor (the model must fit in memory).
+    #[arg(long, conflicts_with_all = ["budget", "events"])]
+    pub(crate) plain: bool,
+    /// Write every fetch and compute event, with times, to this JSON file (for `lit bench --plot`).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) events: Option<std::path::PathBuf>,
 }
 
 pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
@@ -68,98 +76,207 @@ pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
             super::super::shown(&args.common.store)
         ),
     };
-    let first_compute = Arc::new(FirstCompute::default());
+    let first_compute = Arc::new(RunObserver::new(opened, args.events.is_some()));
     let options = with_f32_compute(source.as_ref(), args.common.stream_options()).with_observer({
         let first_compute = first_compute.clone();
         move |e: &Event<'_>| first_compute.on_event(e)
     });
+    let run = |model: &dyn RunModel| -> anyhow::Result<ExitCode> {
+        let ctx = Ctx {
+            args: &args,
+            prompt: &prompt,
+            tokenizer: tokenizer.as_ref(),
+            opened,
+            observer: &first_compute,
+        };
+        model.run(ctx, source.clone(), options.clone())
+    };
     match arch {
         Arch::Llama => {
             let model = Llama::from_source(source.as_ref(), device.device())?;
             let eos = model.config().eos_ids();
-            let streamer = Streamer::new(source, &model, options.with_names(Llama::names()))?;
-            go(
-                &args,
-                &streamer,
-                &model,
-                &prompt,
-                eos,
-                tokenizer.as_ref(),
-                (opened, &first_compute),
-            )
+            run(&(model, Llama::names(), eos))
         }
         Arch::Gpt2 => {
             let model = Gpt2::from_source(source.as_ref(), device.device())?;
-            let eos = model.config().eos_ids();
             let names = Gpt2::names_for(source.as_ref());
-            let streamer = Streamer::new(source, &model, options.with_names(names))?;
-            go(
-                &args,
+            let eos = model.config().eos_ids();
+            run(&(model, names, eos))
+        }
+    }
+}
+
+/// What every model's run shares.
+struct Ctx<'a> {
+    args: &'a Args,
+    prompt: &'a [u32],
+    tokenizer: Option<&'a Tokenizer>,
+    opened: Instant,
+    observer: &'a RunObserver,
+}
+
+/// A decoder skeleton with its store names and end-of-sequence ids, run streamed or (with `--plain`) whole.
+trait RunModel {
+    fn run(
+        &self,
+        ctx: Ctx<'_>,
+        source: Arc<dyn WeightSource>,
+        options: StreamOptions,
+    ) -> anyhow::Result<ExitCode>;
+}
+
+impl<M: CausalLm, N: NameMap + Clone + 'static> RunModel for (M, N, Vec<u32>) {
+    fn run(
+        &self,
+        ctx: Ctx<'_>,
+        source: Arc<dyn WeightSource>,
+        options: StreamOptions,
+    ) -> anyhow::Result<ExitCode> {
+        let (model, names, eos) = self;
+        let eos = eos.clone();
+        let options = options.with_names(names.clone());
+        if !ctx.args.plain {
+            let streamer = Streamer::new(source, model, options)?;
+            let seconds = go(&ctx, &streamer, model, eos)?;
+            let passes = seconds.len();
+            super::report(
                 &streamer,
-                &model,
-                &prompt,
-                eos,
-                tokenizer.as_ref(),
-                (opened, &first_compute),
-            )
+                passes,
+                seconds.iter().sum(),
+                ctx.args.common.budget.map(|b| b.as_u64()),
+            );
+            return finish(&ctx, &seconds);
         }
+        // Plain Burn: every layer read, the whole model built, then run as an ordinary module.
+        let m = source.manifest();
+        let layers = (0..m.layers.len())
+            .map(|i| futures::executor::block_on(source.read_layer(i)))
+            .collect::<lit_core::Result<Vec<_>>>()?;
+        let paths = lit_burn::ParamPaths::from_module(model);
+        let (whole, _) = lit_burn::load_module(model, &paths, &layers, &options.load)?;
+        drop(layers);
+        let seconds = go(&ctx, &Resident, &whole, eos)?;
+        let rss = super::peak_rss().unwrap_or(0);
+        eprintln!(
+            "plain Burn: whole model in memory; peak RSS {}",
+            crate::progress::human_bytes(rss)
+        );
+        eprintln!(
+            "stats passes={} seconds={:.6} bytes_read={} resident_bytes={} peak_held={} peak_rss={rss} budget=0 largest_layer={}",
+            seconds.len(),
+            seconds.iter().sum::<f64>(),
+            m.total_bytes,
+            m.total_bytes,
+            m.total_bytes,
+            m.largest_layer_bytes(),
+        );
+        finish(&ctx, &seconds)
     }
 }
 
-/// Remembers when the first layer started computing.
-#[derive(Default)]
-struct FirstCompute(std::sync::OnceLock<Instant>);
+/// Remembers when the first layer started computing and, for `--events`, every event.
+struct RunObserver {
+    opened: Instant,
+    first_compute: std::sync::OnceLock<Instant>,
+    timeline: Option<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
 
-impl Observer for FirstCompute {
+impl RunObserver {
+    fn new(opened: Instant, record: bool) -> Self {
+        RunObserver {
+            opened,
+            first_compute: std::sync::OnceLock::new(),
+            timeline: record.then(|| std::sync::Mutex::new(Vec::new())),
+        }
+    }
+
+    fn ms(&self, at: Instant) -> f64 {
+        at.saturating_duration_since(self.opened).as_secs_f64() * 1e3
+    }
+
+    /// Writes the recorded events and the end time of each pass as JSON.
+    fn write(&self, path: &std::path::Path, pass_ends: &[Instant]) -> anyhow::Result<()> {
+        let Some(timeline) = &self.timeline else {
+            return Ok(());
+        };
+        let events = timeline.lock().map(|e| e.clone()).unwrap_or_default();
+        let ends: Vec<f64> = pass_ends.iter().map(|t| self.ms(*t)).collect();
+        let doc = serde_json::json!({ "pass_end_ms": ends, "events": events });
+        std::fs::write(path, serde_json::to_vec(&doc)?)
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+impl Observer for RunObserver {
     fn on_event(&self, event: &Event<'_>) {
-        if let Event::ComputeStarted { at, .. } = event {
-            let _ = self.0.set(*at);
+        let (kind, layer, bytes, at) = match *event {
+            Event::FetchStarted { index, bytes, at } => ("fetch_start", index, bytes, at),
+            Event::FetchFinished { index, bytes, at } => ("fetch_end", index, bytes, at),
+            Event::ComputeStarted { index, at } => {
+                let _ = self.first_compute.set(at);
+                ("compute_start", index, 0, at)
+            }
+            Event::ComputeFinished { index, at } => ("compute_end", index, 0, at),
+            _ => return,
+        };
+        if let Some(timeline) = &self.timeline
+            && let Ok(mut events) = timeline.lock()
+        {
+            events.push(serde_json::json!({
+                "t_ms": self.ms(at), "kind": kind, "layer": layer, "bytes": bytes,
+            }));
         }
     }
 }
 
-fn go<M: CausalLm>(
-    args: &Args,
-    streamer: &Streamer,
+/// Generates, prints the tokens, and returns the seconds of each pass.
+fn go<M: CausalLm, W: Weights>(
+    ctx: &Ctx<'_>,
+    weights: &W,
     model: &M,
-    prompt: &[u32],
     eos: Vec<u32>,
-    tokenizer: Option<&Tokenizer>,
-    (opened, first_compute): (Instant, &FirstCompute),
-) -> anyhow::Result<ExitCode> {
-    let budget = args.common.budget.map(|b| b.as_u64());
+) -> anyhow::Result<Vec<f64>> {
+    let args = ctx.args;
     let options = GenerateOptions::greedy(args.max_tokens)
         .with_temperature(args.temperature, args.seed)
         .with_stop_tokens(eos);
-    let mut pass_ms = Vec::new();
-    let mut pass_start = Instant::now();
-    let out = generate_with(streamer, model, prompt, &options, |_| {
-        pass_ms.push(pass_start.elapsed().as_secs_f64() * 1e3);
+    let mut pass_ends = Vec::new();
+    let out = generate_with(weights, model, ctx.prompt, &options, |_| {
+        pass_ends.push(Instant::now());
         if args.drop_caches {
             super::drop_page_cache();
         }
-        pass_start = Instant::now();
     })
     .context("generation failed")?;
     let ids: Vec<String> = out.tokens.iter().map(u32::to_string).collect();
     println!("{}", ids.join(","));
-    if let Some(t) = tokenizer {
+    if let Some(t) = ctx.tokenizer {
         println!("{}", decode(t, &out.tokens)?);
     }
     eprintln!(
         "{} prompt tokens in {:.1} ms; {} new tokens, {:.2} tokens/s after the first (KV cache {})",
-        prompt.len(),
+        ctx.prompt.len(),
         out.prefill.as_secs_f64() * 1e3,
         out.tokens.len(),
         out.tokens_per_second(),
         crate::progress::human_bytes(out.kv_cache_bytes),
     );
-    super::report(streamer, out.passes(), out.total().as_secs_f64(), budget);
-    let first = first_compute
-        .0
+    if let Some(path) = &args.events {
+        ctx.observer.write(path, &pass_ends)?;
+    }
+    let mut seconds = vec![out.prefill.as_secs_f64()];
+    seconds.extend(out.steps.iter().map(|d| d.as_secs_f64()));
+    Ok(seconds)
+}
+
+/// The closing `timing` line: open → first compute and each pass.
+fn finish(ctx: &Ctx<'_>, seconds: &[f64]) -> anyhow::Result<ExitCode> {
+    let first = ctx
+        .observer
+        .first_compute
         .get()
-        .map(|t| t.duration_since(opened).as_secs_f64() * 1e3);
-    let passes: Vec<String> = pass_ms.iter().map(|ms| format!("{ms:.3}")).collect();
+        .map(|t| t.duration_since(ctx.opened).as_secs_f64() * 1e3);
+    let passes: Vec<String> = seconds.iter().map(|s| format!("{:.3}", s * 1e3)).collect();
     eprintln!(
         "timing open_to_first_compute_ms={:.3} pass_ms={}",
         first.unwrap_or(f64::NAN),
