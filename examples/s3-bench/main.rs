@@ -133,17 +133,36 @@ fn main() -> BoxResult<()> {
     })?;
     let whole = mb(whole_bytes, start.elapsed().as_secs_f64());
 
-    // lit's fetch pass: verified layers, two in flight.
-    let start = Instant::now();
-    let fetched: u64 = futures::executor::block_on(
-        futures::stream::iter(0..m.layers.len())
-            .map(|i| remote.read_object(ObjectId::Layer(i)))
-            .buffered(2)
-            .fold(Ok(0u64), |acc, b| async move {
-                Ok::<u64, lit_core::Error>(acc? + b?.len() as u64)
-            }),
-    )?;
-    let lit_fetch = mb(fetched, start.elapsed().as_secs_f64());
+    // lit's fetch pass: verified layers, two in flight, at a few part sizes.
+    let mut lit_fetches = Vec::new();
+    for (part, concurrency) in [(8u64 << 20, 8), (16 << 20, 8), (8 << 20, 16)] {
+        let options = lit_store::remote::RemoteOptions {
+            part_size: part,
+            concurrency,
+            ..open.remote.clone()
+        };
+        let source = ObjectStoreSource::open(url, &options)?;
+        let start = Instant::now();
+        let fetched: u64 = futures::executor::block_on(
+            futures::stream::iter(0..m.layers.len())
+                .map(|i| source.read_object(ObjectId::Layer(i)))
+                .buffered(2)
+                .fold(Ok(0u64), |acc, b| async move {
+                    Ok::<u64, lit_core::Error>(acc? + b?.len() as u64)
+                }),
+        )?;
+        lit_fetches.push((
+            part,
+            concurrency,
+            mb(fetched, start.elapsed().as_secs_f64()),
+        ));
+    }
+    let defaults = lit_store::remote::RemoteOptions::default();
+    let lit_fetch = lit_fetches
+        .iter()
+        .find(|(p, c, _)| *p == defaults.part_size && *c == defaults.concurrency)
+        .map(|(_, _, r)| *r)
+        .unwrap_or(f64::NAN);
 
     // Streamed passes: the model over the bucket (budget model/4) vs resident vs the disk tier
     // (second run) vs a local store, same budget.
@@ -203,6 +222,7 @@ fn main() -> BoxResult<()> {
         "best_parallel_get_mb_s": best.0, "best_concurrency": best.1, "best_part_bytes": best.2,
         "whole_object_get_mb_s": whole,
         "lit_fetch_pass_mb_s": lit_fetch,
+        "lit_fetch_pass_by_part_size": lit_fetches.iter().map(|(p, c, r)| serde_json::json!({"part_bytes": p, "concurrency": c, "mb_s": r})).collect::<Vec<_>>(),
         "lit_fetch_vs_best": lit_fetch / best.0,
         "whole_object_vs_best": whole / best.0,
         "cp_local_to_s3_mb_s": cp_up, "cp_s3_to_local_mb_s": cp_down,
@@ -236,11 +256,15 @@ fn main() -> BoxResult<()> {
         whole,
         whole / best.0
     );
-    println!(
-        "lit fetch pass (verified)      {:>7.0} MB/s  ({:.2} of best)",
-        lit_fetch,
-        lit_fetch / best.0
-    );
+    for (part, concurrency, rate) in &lit_fetches {
+        println!(
+            "lit fetch pass, {:>2} MiB x {:>2}   {:>7.0} MB/s  ({:.2} of best)",
+            part >> 20,
+            concurrency,
+            rate,
+            rate / best.0
+        );
+    }
     println!("lit cp local -> s3             {:>7.0} MB/s", cp_up);
     println!("lit cp s3 -> local             {:>7.0} MB/s", cp_down);
     println!("resident pass                  {:>7.0} ms", resident_ms);

@@ -15,10 +15,11 @@
 //! filling the cache at the same moment can overshoot `max_bytes` by the objects they write
 //! concurrently.
 
-use crate::aligned::AlignedBuf;
+use crate::aligned::{AlignedBuf, BufferPool};
+use crate::local::pread_exact;
 use async_trait::async_trait;
 use bytes::Bytes;
-use lit_core::checksum::checksum;
+use lit_core::checksum::StreamingChecksum;
 use lit_core::source::check_range;
 use lit_core::{Error, Manifest, ObjectId, Result, WeightSource};
 use std::collections::HashSet;
@@ -67,6 +68,8 @@ pub struct DiskCachedSource<S> {
     /// File names of this store's objects: never evicted on its behalf.
     own: HashSet<String>,
     admit: Mutex<()>,
+    /// Read buffers recycled across layers (no page faults in steady state).
+    buffers: std::sync::Arc<BufferPool>,
     hits: AtomicU64,
     misses: AtomicU64,
     bytes_from_inner: AtomicU64,
@@ -92,6 +95,7 @@ impl<S: WeightSource> DiskCachedSource<S> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         let m = inner.manifest();
+        let largest = m.largest_layer_bytes();
         let ids = object_ids(m);
         let mut kept = vec![false; ids.len()];
         let mut own = HashSet::new();
@@ -113,6 +117,7 @@ impl<S: WeightSource> DiskCachedSource<S> {
             kept,
             own,
             admit: Mutex::new(()),
+            buffers: BufferPool::new(largest.next_multiple_of(64) as usize),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             bytes_from_inner: AtomicU64::new(0),
@@ -165,16 +170,17 @@ impl<S: WeightSource> DiskCachedSource<S> {
             let _ = fs::remove_file(&path);
             return None;
         }
-        let mut buf = AlignedBuf::zeroed(usize::try_from(info.byte_len).ok()?);
-        if file.read_exact_at(buf.as_mut_slice(), 0).is_err() {
+        // Read in chunks, hashing each while it is still in cache.
+        let mut buf = self.buffers.take(usize::try_from(info.byte_len).ok()?);
+        let mut hasher = StreamingChecksum::new();
+        if pread_exact(&file, buf.as_mut_slice(), 0, |chunk| hasher.update(chunk)).is_err() {
             return None;
         }
-        let bytes = buf.into_bytes();
-        if checksum(&bytes) != info.checksum {
+        if hasher.digest() != info.checksum {
             let _ = fs::remove_file(&path);
             return None;
         }
-        Some(bytes)
+        Some(buf.into_bytes())
     }
 
     /// Writes a verified object into the cache if it fits, evicting other stores' files.

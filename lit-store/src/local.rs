@@ -176,7 +176,7 @@ impl LocalSource {
 
 /// Fills `buf` from `file` at `offset` in [`READ_CHUNK`] reads, handing each chunk to `on_chunk`
 /// while it is still in cache (used to checksum while reading).
-fn pread_exact(
+pub(crate) fn pread_exact(
     file: &File,
     buf: &mut [u8],
     offset: u64,

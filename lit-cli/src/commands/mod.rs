@@ -26,7 +26,7 @@ pub(crate) struct StoreArgs {
     #[arg(long, value_name = "SIZE", default_value = "8MiB")]
     part_size: bytesize::ByteSize,
     /// Most requests in flight to an object store.
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = 16)]
     concurrency: usize,
     /// Retries of a failed request (with exponential backoff).
     #[arg(long, value_name = "N", default_value_t = 10)]

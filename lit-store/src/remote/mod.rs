@@ -36,7 +36,8 @@ pub struct RemoteOptions {
     /// Size of each ranged GET (and of each multipart upload part). Default 8 MiB: S3 serves
     /// ~85–90 MB/s per connection, so parallel parts of 8–16 MiB are what fill a fast link.
     pub part_size: u64,
-    /// Most requests in flight per source or sink, across all layers being read. Default 8.
+    /// Most requests in flight per source or sink, across all layers being read. Default 16
+    /// (measured on loopback S3: 0.92 of the best parallel-GET rate, vs 0.83 with 8).
     pub concurrency: usize,
     /// Retries with exponential backoff for failed requests (5xx, throttling, dropped
     /// connections). Default: 10 retries within 60 s per request.
@@ -57,7 +58,7 @@ impl Default for RemoteOptions {
     fn default() -> Self {
         RemoteOptions {
             part_size: 8 << 20,
-            concurrency: 8,
+            concurrency: 16,
             retry: RetryConfig {
                 backoff: BackoffConfig::default(),
                 max_retries: 10,
