@@ -13,5 +13,7 @@ export LIT_PYTHON="${LIT_PYTHON:-$(bash scripts/setup-python.sh | tail -n 1)}"
 
 cargo fmt --all -- --check
 cargo test --workspace --release
+# The CUDA and NdArray backends must keep compiling (no GPU or CUDA toolkit needed to build).
+cargo check -p lit-cli --features cuda,ndarray
 # The fuzz targets must keep building (run them with `cargo fuzz run <target>` in fuzz/).
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR-fuzz" cargo build --manifest-path fuzz/Cargo.toml

@@ -226,7 +226,7 @@ async fn handle(
     }
     let every = |k: &AtomicU64| {
         let k = k.load(Ordering::Relaxed);
-        k > 0 && n % k == 0
+        k > 0 && n.is_multiple_of(k)
     };
     if every(&faults.fail_every) {
         faults.injected.fetch_add(1, Ordering::Relaxed);

@@ -86,11 +86,19 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut runs = Vec::new();
     for &cache in caches {
         // (mode, budget, prefetch, read mode)
-        let mut modes: Vec<(&str, Option<u64>, usize, &str)> = vec![
-            ("resident", None, 1, "pread"),
-            ("load-then-compute", Some(budget), 0, "pread"),
-            ("lit", Some(budget), args.prefetch, "pread"),
-        ];
+        // Modes that hold the whole model only when it fits in memory (with room to spare).
+        let fits = mem_available().is_none_or(|free| model < free / 10 * 8);
+        let mut modes: Vec<(&str, Option<u64>, usize, &str)> = Vec::new();
+        if fits {
+            if arch != "bert" {
+                modes.push(("plain-burn", None, 0, "pread"));
+            }
+            modes.push(("resident", None, 1, "pread"));
+        } else if cache == caches[0] {
+            eprintln!("bench: the model does not fit in memory: no plain-burn or resident mode");
+        }
+        modes.push(("load-then-compute", Some(budget), 0, "pread"));
+        modes.push(("lit", Some(budget), args.prefetch, "pread"));
         if !args.no_mmap && super::local_path(&args.store).is_some() {
             // How llama.cpp and candle behave: everything mapped, no budget, the OS pages.
             modes.push(("mmap-everything", None, 0, "mmap"));
@@ -127,9 +135,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .find(|r| r.mode == "resident" && r.cache == "warm")
         .map(|r| r.pass_ms)
         .unwrap_or(f64::NAN);
+    let warm_pass = |mode: &str| {
+        runs.iter()
+            .find(|r| r.mode == mode && r.cache == "warm")
+            .map(|r| r.pass_ms)
+            .unwrap_or(f64::NAN)
+    };
+    // lit with a budget that holds the whole model, against plain Burn (target ≤ 1.02).
+    let resident_over_plain = warm_pass("resident") / warm_pass("plain-burn");
     let ratios: Vec<serde_json::Value> = runs
         .iter()
-        .filter(|r| r.mode != "resident")
+        .filter(|r| r.mode != "resident" && r.mode != "plain-burn")
         .map(|r| {
             let io_ms = (model - r.resident_bytes) as f64 / raw_rate(r.cache) * 1e3;
             json!({
@@ -167,7 +183,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             "store": super::shown(&args.store), "model_bytes": model, "layers": manifest.layers.len(),
             "largest_layer": manifest.largest_layer_bytes(), "budget": budget, "prefetch": args.prefetch,
             "raw_read_bytes_per_s": raw.iter().map(|(c, r)| json!({"cache": c, "bytes_per_s": r})).collect::<Vec<_>>(),
-            "runs": runs, "ratios": ratios,
+            "runs": runs, "ratios": ratios, "resident_over_plain_burn": resident_over_plain,
         });
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
@@ -210,6 +226,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             r.open_to_first_compute_ms
         );
     }
+    if resident_over_plain.is_finite() {
+        println!("lit with everything resident / plain Burn: {resident_over_plain:.3} (warm)");
+    }
     for v in &ratios {
         println!(
             "{} ({}): overlap_ratio {:.3} (T_io {:.0} ms, T_compute {:.0} ms); bandwidth/raw {:.2}; peak RSS/budget {:.2}; read/(model−resident) {:.2}",
@@ -245,8 +264,30 @@ fn arch_of(source: &dyn WeightSource) -> anyhow::Result<&'static str> {
     match v["model_type"].as_str() {
         Some("llama") | Some("mistral") => Ok("llama"),
         Some("gpt2") => Ok("gpt2"),
-        other => anyhow::bail!("lit bench runs Llama and GPT-2 stores; this one is {other:?}"),
+        Some("bert") => Ok("bert"),
+        other => {
+            anyhow::bail!("lit bench runs BERT, Llama and GPT-2 stores; this one is {other:?}")
+        }
     }
+}
+
+/// What `lit bench` embeds on BERT stores each pass (8 sentences, one batch).
+const BERT_TEXTS: [&str; 8] = [
+    "A man is eating food.",
+    "A man is eating a piece of bread.",
+    "The girl is carrying a baby.",
+    "A man is riding a horse.",
+    "A woman is playing violin.",
+    "Two men pushed carts through the woods.",
+    "A man is riding a white horse on an enclosed ground.",
+    "The stock market crashed after the announcement of new tariffs.",
+];
+
+/// Bytes of memory available now (`MemAvailable`), if known.
+fn mem_available() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -261,15 +302,24 @@ fn run_mode(
     events: Option<&std::path::Path>,
 ) -> anyhow::Result<Run> {
     let mut cmd = Command::new(std::env::current_exe()?);
-    cmd.args(["run", arch]).arg(&args.store).args([
-        "--ids",
-        "--prompt",
-        "1",
-        "--max-tokens",
-        &args.passes.to_string(),
-        "--prefetch",
-        &prefetch.to_string(),
-    ]);
+    cmd.args(["run", arch]).arg(&args.store);
+    if arch == "bert" {
+        cmd.args(["--repeat", &args.passes.to_string()]);
+        cmd.args(BERT_TEXTS);
+    } else {
+        cmd.args([
+            "--ids",
+            "--prompt",
+            "1",
+            "--max-tokens",
+            &args.passes.to_string(),
+        ]);
+    }
+    if mode == "plain-burn" {
+        cmd.arg("--plain");
+    } else {
+        cmd.args(["--prefetch", &prefetch.to_string()]);
+    }
     let mut reach = args.reach.clone();
     reach.read_mode = read_mode.to_string();
     cmd.args(reach.to_args());
@@ -296,11 +346,15 @@ fn run_mode(
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(f64::NAN)
     };
-    let passes: Vec<f64> = field("pass_ms")
-        .unwrap_or_default()
-        .split(',')
-        .filter_map(|p| p.parse().ok())
-        .collect();
+    let passes: Vec<f64> = field(if arch == "bert" {
+        "embed_ms"
+    } else {
+        "pass_ms"
+    })
+    .unwrap_or_default()
+    .split(',')
+    .filter_map(|p| p.parse().ok())
+    .collect();
     let later = &passes[passes.len().min(1)..];
     let passes_n = num("passes").max(1.0);
     let bytes_read = num("bytes_read");

@@ -21,6 +21,10 @@ pub(crate) struct Args {
     /// Seed of the weights.
     #[arg(long, default_value_t = 0)]
     pub(crate) seed: u64,
+    /// Write a Hugging Face model directory (config.json + model.safetensors) instead of a
+    /// store: the same weights, for other tools (candle, transformers) or `lit export`.
+    #[arg(long)]
+    pub(crate) hf: bool,
     /// Float type of the weights: f32, f16 or bf16.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     pub(crate) dtype: String,
@@ -42,6 +46,26 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         human_count(params),
         human_bytes(synth.data_bytes()),
     );
+    if args.hf {
+        anyhow::ensure!(
+            !args.dst.exists(),
+            "{}: already exists (remove it or choose another destination)",
+            args.dst.display()
+        );
+        let start = Instant::now();
+        synth
+            .write_hf_dir(&args.dst)
+            .with_context(|| format!("cannot write {}", args.dst.display()))?;
+        println!(
+            "wrote synthetic {} ({} parameters, seed {}) as a Hugging Face directory {} in {:.2} s",
+            args.arch,
+            human_count(params),
+            args.seed,
+            args.dst.display(),
+            start.elapsed().as_secs_f64()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
     let writer = StoreWriter::create_local(&args.dst)
         .with_context(|| format!("cannot create {}", args.dst.display()))?;
     let progress = WriteProgress::new("synthesizing");
