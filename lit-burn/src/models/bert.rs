@@ -27,6 +27,7 @@ mod embedder;
 
 pub use embedder::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, SentenceEmbedder, tokenizer_from_json};
 
+use super::linear::linear;
 use crate::error::{Error, Result};
 use crate::executor::Streamer;
 use crate::names::NameRules;
@@ -326,9 +327,9 @@ impl BertSelfAttention {
         let [b, s, d] = x.dims();
         let (h, hd) = (self.num_heads, d / self.num_heads);
         let heads = |t: Tensor<3>| t.reshape([b, s, h, hd]).swap_dims(1, 2);
-        let q = heads(self.query.forward(x.clone()));
-        let k = heads(self.key.forward(x.clone()));
-        let v = heads(self.value.forward(x));
+        let q = heads(linear(&self.query, x.clone()));
+        let k = heads(linear(&self.key, x.clone()));
+        let v = heads(linear(&self.value, x));
         let scores = q.matmul(k.swap_dims(2, 3)).div_scalar((hd as f64).sqrt());
         let probs = softmax(scores + bias.expand([b, h, s, s]), 3);
         probs.matmul(v).swap_dims(1, 2).reshape([b, s, d])
@@ -338,7 +339,7 @@ impl BertSelfAttention {
 impl BertOutput {
     /// `LayerNorm(dense(x) + residual)`.
     pub fn forward(&self, x: Tensor<3>, residual: Tensor<3>) -> Tensor<3> {
-        self.layer_norm.forward(self.dense.forward(x) + residual)
+        self.layer_norm.forward(linear(&self.dense, x) + residual)
     }
 }
 
@@ -347,7 +348,7 @@ impl BertLayer {
     pub fn forward(&self, x: Tensor<3>, bias: Tensor<4>) -> Tensor<3> {
         let attn = self.attention.self_attention.forward(x.clone(), bias);
         let x = self.attention.output.forward(attn, x);
-        let h = gelu(self.intermediate.dense.forward(x.clone()));
+        let h = gelu(linear(&self.intermediate.dense, x.clone()));
         self.output.forward(h, x)
     }
 }

@@ -4,6 +4,7 @@
 
 use super::decoder::{KvCache, Weights, check_ids, device_of, ids_tensor};
 use super::generate::CausalLm;
+use super::linear::linear;
 use crate::error::{Error, Result};
 use crate::names::NameRules;
 use burn::module::Module;
@@ -215,7 +216,7 @@ impl Gpt2Attention {
     fn forward(&self, x: Tensor<3>, cache: &mut KvCache, layer: usize) -> Tensor<3> {
         let [b, s, h] = x.dims();
         let hd = h / self.n_head;
-        let qkv = self.c_attn.forward(x);
+        let qkv = linear(&self.c_attn, x);
         let part = |j: usize| {
             qkv.clone()
                 .narrow(2, j * h, h)
@@ -224,19 +225,19 @@ impl Gpt2Attention {
         };
         let (k, v) = cache.append(layer, part(1), part(2));
         let ctx = super::decoder::causal_attention(part(0), k, v, self.scale);
-        self.c_proj.forward(ctx.swap_dims(1, 2).reshape([b, s, h]))
+        linear(&self.c_proj, ctx.swap_dims(1, 2).reshape([b, s, h]))
     }
 }
 
 impl Gpt2Mlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.c_fc.forward(x);
+        let h = linear(&self.c_fc, x);
         let h = if self.exact_gelu {
             gelu(h)
         } else {
             gelu_approximate(h)
         };
-        self.c_proj.forward(h)
+        linear(&self.c_proj, h)
     }
 }
 

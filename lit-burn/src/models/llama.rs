@@ -23,6 +23,7 @@ use super::decoder::{
     ids_tensor,
 };
 use super::generate::CausalLm;
+use super::linear::linear;
 use crate::error::{Error, Result};
 use crate::names::NameRules;
 use burn::module::Module;
@@ -272,7 +273,7 @@ pub struct Llama {
     config: LlamaConfig,
 }
 
-fn linear(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
+fn linear_skeleton(d_in: usize, d_out: usize, bias: bool, device: &Device) -> Linear {
     // Col layout: the parameter is PyTorch's `[out, in]`, so checkpoints load without copies.
     LinearConfig::new(d_in, d_out)
         .with_bias(bias)
@@ -291,18 +292,18 @@ impl LlamaBlock {
         };
         LlamaBlock {
             self_attn: LlamaAttention {
-                q_proj: linear(h, q, ab, device),
-                k_proj: linear(h, kv, ab, device),
-                v_proj: linear(h, kv, ab, device),
-                o_proj: linear(q, h, ab, device),
+                q_proj: linear_skeleton(h, q, ab, device),
+                k_proj: linear_skeleton(h, kv, ab, device),
+                v_proj: linear_skeleton(h, kv, ab, device),
+                o_proj: linear_skeleton(q, h, ab, device),
                 n_heads: c.num_attention_heads,
                 n_kv_heads: c.kv_heads(),
                 head_dim: hd,
             },
             mlp: LlamaMlp {
-                gate_proj: linear(h, c.intermediate_size, c.mlp_bias, device),
-                up_proj: linear(h, c.intermediate_size, c.mlp_bias, device),
-                down_proj: linear(c.intermediate_size, h, c.mlp_bias, device),
+                gate_proj: linear_skeleton(h, c.intermediate_size, c.mlp_bias, device),
+                up_proj: linear_skeleton(h, c.intermediate_size, c.mlp_bias, device),
+                down_proj: linear_skeleton(c.intermediate_size, h, c.mlp_bias, device),
             },
             input_layernorm: norm(),
             post_attention_layernorm: norm(),
@@ -339,20 +340,19 @@ impl LlamaAttention {
         let [b, s, _] = x.dims();
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let q = rope.apply(heads(self.q_proj.forward(x.clone()), nh));
-        let k = rope.apply(heads(self.k_proj.forward(x.clone()), nkv));
-        let v = heads(self.v_proj.forward(x), nkv);
+        let q = rope.apply(heads(linear(&self.q_proj, x.clone()), nh));
+        let k = rope.apply(heads(linear(&self.k_proj, x.clone()), nkv));
+        let v = heads(linear(&self.v_proj, x), nkv);
         let (k, v) = cache.append(layer, k, v);
         let ctx = causal_attention(q, k, v, 1.0 / (hd as f64).sqrt());
-        self.o_proj
-            .forward(ctx.swap_dims(1, 2).reshape([b, s, nh * hd]))
+        linear(&self.o_proj, ctx.swap_dims(1, 2).reshape([b, s, nh * hd]))
     }
 }
 
 impl LlamaMlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(self.gate_proj.forward(x.clone()));
-        self.down_proj.forward(gate * self.up_proj.forward(x))
+        let gate = silu(linear(&self.gate_proj, x.clone()));
+        linear(&self.down_proj, gate * linear(&self.up_proj, x))
     }
 }
 
@@ -372,7 +372,7 @@ impl Llama {
                     .init(device),
             },
             lm_head: (!c.tie_word_embeddings)
-                .then(|| linear(c.hidden_size, c.vocab_size, false, device)),
+                .then(|| linear_skeleton(c.hidden_size, c.vocab_size, false, device)),
             config: config.clone(),
         })
     }
@@ -431,7 +431,7 @@ impl CausalLm for Llama {
         }
         let x: Tensor<2> = x.squeeze_dim(0);
         let logits = match (&self.lm_head, tied) {
-            (Some(head), _) => weights.load(head)?.forward(x),
+            (Some(head), _) => linear(&*weights.load(head)?, x),
             (None, Some(embed)) => x.matmul(embed.weight.val().transpose()),
             (None, None) => unreachable!("tied when there is no head"),
         };

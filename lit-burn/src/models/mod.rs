@@ -9,6 +9,7 @@ pub mod bert;
 pub mod decoder;
 pub mod generate;
 pub mod gpt2;
+pub mod linear;
 pub mod llama;
 mod rng;
 pub mod synth;
