@@ -84,6 +84,7 @@ fn kill_9_during_export_never_leaves_a_valid_store() {
     let dir = tempfile::tempdir().unwrap();
     let src = dir.path().join("big.safetensors");
     synthetic_checkpoint(&src, 40, 8 << 20); // 320 MiB in 40 layers
+    let mut killed_mid_export = 0;
     for delay_ms in [5u64, 60, 250] {
         let dst = dir.path().join(format!("store-{delay_ms}"));
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lit"))
@@ -98,6 +99,12 @@ fn kill_9_during_export_never_leaves_a_valid_store() {
         if status.success() {
             continue; // finished before the kill: nothing to check at this delay
         }
+        // Killed while writing: its staging directory is there (or it died before creating it).
+        let staged = std::fs::read_dir(dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().contains("lit-partial"));
+        killed_mid_export += usize::from(staged);
         assert!(
             lit_store::LocalSource::open(&dst).is_err(),
             "a killed export opened as valid ({delay_ms} ms)"
@@ -117,6 +124,10 @@ fn kill_9_during_export_never_leaves_a_valid_store() {
             "partial directories left: {leftovers:?}"
         );
     }
+    assert!(
+        killed_mid_export > 0,
+        "every export finished before its kill: the test checked nothing"
+    );
 }
 
 #[test]

@@ -247,6 +247,9 @@ fn an_outage_longer_than_the_retry_budget_fails_within_the_deadline() {
         ..small_parts(&server)
     };
     let source = ObjectStoreSource::open(&url, &options).unwrap();
+    // A range outside the object is refused before any request.
+    let err = block_on(source.read_range(ObjectId::Layer(1), 0..u64::MAX)).unwrap_err();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err:?}");
     server.stop();
     let start = Instant::now();
     let err = block_on(source.read_object(ObjectId::Layer(1))).unwrap_err();
@@ -276,6 +279,7 @@ fn an_outage_longer_than_the_retry_budget_fails_within_the_deadline() {
         "{:?}",
         start.elapsed()
     );
+    assert!(matches!(err, Error::Backend { .. }), "{err:?}");
     assert!(err.to_string().contains("deadline"), "{err}");
 }
 

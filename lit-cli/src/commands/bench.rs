@@ -62,10 +62,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let model = manifest.total_bytes;
     let budget = args.budget.map(|b| b.as_u64()).unwrap_or(model / 4);
     let can_drop = super::run::drop_page_cache();
-    let caches: &[&'static str] = if can_drop {
-        &["cold", "warm"]
-    } else {
-        &["warm"]
+    // A model larger than memory is never warm: every pass reads it from the disk.
+    let fits = mem_available().is_none_or(|free| model < free / 10 * 8);
+    let caches: &[&'static str] = match (can_drop, fits) {
+        (true, true) => &["cold", "warm"],
+        (true, false) => &["cold"],
+        (false, _) => &["warm"],
     };
 
     // The physical limit: every layer read once, by as many readers as the prefetch has.
@@ -87,7 +89,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     for &cache in caches {
         // (mode, budget, prefetch, read mode)
         // Modes that hold the whole model only when it fits in memory (with room to spare).
-        let fits = mem_available().is_none_or(|free| model < free / 10 * 8);
         let mut modes: Vec<(&str, Option<u64>, usize, &str)> = Vec::new();
         if fits {
             if arch != "bert" {
@@ -110,7 +111,8 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         for (mode, budget, prefetch, read_mode) in modes {
             eprintln!("bench: {mode} ({cache}) ...");
             // The timeline comes from the first lit run (cold when caches can be dropped).
-            let record = (mode == "lit" && timeline.is_none()).then(|| events_file.path());
+            let record =
+                (mode == "lit" && arch != "bert" && timeline.is_none()).then(|| events_file.path());
             runs.push(run_mode(
                 &args, arch, mode, cache, budget, prefetch, read_mode, record,
             )?);
@@ -390,7 +392,7 @@ fn run_mode(
         first_pass_ms: passes.first().copied().unwrap_or(f64::NAN),
         pass_ms: later.iter().sum::<f64>() / later.len().max(1) as f64,
         bytes_read_per_pass: if passes_n > 1.0 {
-            (bytes_read - first_pass_bytes) / (passes_n - 1.0)
+            ((bytes_read - first_pass_bytes) / (passes_n - 1.0)).max(0.0)
         } else {
             bytes_read
         },

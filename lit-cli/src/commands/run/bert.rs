@@ -26,6 +26,9 @@ pub(crate) struct Args {
     /// prints the vectors once and each repetition's time.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) repeat: u32,
+    /// Drop the page cache before every repetition (root only), to measure cold reads.
+    #[arg(long)]
+    pub(crate) drop_caches: bool,
     /// Texts to embed.
     #[arg(required = true)]
     pub(crate) texts: Vec<String>,
@@ -58,6 +61,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut vectors = Vec::new();
     let mut pass_ms = Vec::new();
     for _ in 0..args.repeat {
+        if args.drop_caches {
+            anyhow::ensure!(
+                super::drop_page_cache(),
+                "--drop-caches needs root (cannot write /proc/sys/vm/drop_caches)"
+            );
+        }
         let pass = Instant::now();
         vectors = embedder.embed(&texts)?;
         pass_ms.push(format!("{:.3}", pass.elapsed().as_secs_f64() * 1e3));

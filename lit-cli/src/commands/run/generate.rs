@@ -54,13 +54,13 @@ pub(crate) struct Args {
 }
 
 pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
-    let opened = Instant::now();
     if args.drop_caches {
         anyhow::ensure!(
             super::drop_page_cache(),
             "--drop-caches needs root (cannot write /proc/sys/vm/drop_caches)"
         );
     }
+    let opened = Instant::now();
     let source = args.common.open()?;
     let device = args.common.device()?;
     let tokenizer = if args.ids {
