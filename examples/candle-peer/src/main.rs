@@ -20,7 +20,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("bert") if args.len() >= 4 => run_bert(&args[1], args[2].parse()?, &args[3..]),
         Some("llama") if args.len() == 3 => run_llama(&args[1], args[2].parse()?),
-        _ => Err("usage: candle-peer bert MODEL_DIR REPEAT TEXT... | candle-peer llama HF_DIR TOKENS".into()),
+        _ => Err(
+            "usage: candle-peer bert MODEL_DIR REPEAT TEXT... | candle-peer llama HF_DIR TOKENS"
+                .into(),
+        ),
     }
 }
 
@@ -31,20 +34,27 @@ fn weights(dir: &str) -> Result<VarBuilder<'static>> {
 }
 
 fn run_bert(dir: &str, repeat: usize, texts: &[String]) -> Result<()> {
-    let config: bert::Config =
-        serde_json::from_slice(&std::fs::read(std::path::Path::new(dir).join("config.json"))?)?;
+    let config: bert::Config = serde_json::from_slice(&std::fs::read(
+        std::path::Path::new(dir).join("config.json"),
+    )?)?;
     let model = bert::BertModel::load(weights(dir)?, &config)?;
-    let mut tokenizer = tokenizers::Tokenizer::from_file(std::path::Path::new(dir).join("tokenizer.json"))
-        .map_err(|e| e.to_string())?;
+    let mut tokenizer =
+        tokenizers::Tokenizer::from_file(std::path::Path::new(dir).join("tokenizer.json"))
+            .map_err(|e| e.to_string())?;
     tokenizer
         .with_padding(Some(tokenizers::PaddingParams::default()))
-        .with_truncation(Some(tokenizers::TruncationParams { max_length: 256, ..Default::default() }))
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: 256,
+            ..Default::default()
+        }))
         .map_err(|e| e.to_string())?;
     let mut times = Vec::new();
     let mut vectors = Vec::new();
     for _ in 0..repeat {
         let start = Instant::now();
-        let encodings = tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| e.to_string())?;
+        let encodings = tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| e.to_string())?;
         let ids: Vec<Tensor> = encodings
             .iter()
             .map(|e| Tensor::new(e.get_ids(), &Device::Cpu))
@@ -71,8 +81,9 @@ fn run_bert(dir: &str, repeat: usize, texts: &[String]) -> Result<()> {
 }
 
 fn run_llama(dir: &str, tokens: usize) -> Result<()> {
-    let config: llama::LlamaConfig =
-        serde_json::from_slice(&std::fs::read(std::path::Path::new(dir).join("config.json"))?)?;
+    let config: llama::LlamaConfig = serde_json::from_slice(&std::fs::read(
+        std::path::Path::new(dir).join("config.json"),
+    )?)?;
     let config = config.into_config(false);
     let model = llama::Llama::load(weights(dir)?, &config)?;
     let mut cache = llama::Cache::new(true, DType::F32, &config, &Device::Cpu)?;
@@ -93,5 +104,8 @@ fn run_llama(dir: &str, tokens: usize) -> Result<()> {
 }
 
 fn join(ms: &[f64]) -> String {
-    ms.iter().map(|t| format!("{t:.3}")).collect::<Vec<_>>().join(",")
+    ms.iter()
+        .map(|t| format!("{t:.3}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
