@@ -65,10 +65,17 @@ fn truncated_file_at_every_length() {
         let src = dir.path().join("cut.safetensors");
         std::fs::write(&src, &full[..cut]).unwrap();
         let err = export_err(dir.path(), &src);
+        // Cut in the header: the file is refused; cut in the data: the tensor cut off is named.
         assert!(
-            matches!(err, Error::InvalidCheckpoint { .. }),
+            matches!(
+                err,
+                Error::InvalidCheckpoint { .. } | Error::InvalidTensor { .. }
+            ),
             "cut {cut}: {err}"
         );
+        if cut == full.len() - 1 {
+            assert_names(&err, &["`a.0.b`", "run past"]);
+        }
         assert_names(&err, &["cut.safetensors"]);
     }
 }
@@ -111,10 +118,12 @@ fn offsets_past_the_end() {
     let dir = tempfile::tempdir().unwrap();
     let src = raw_safetensors(
         dir.path(),
-        r#"{"w":{"dtype":"F32","shape":[4],"data_offsets":[0,1600]}}"#,
+        r#"{"w":{"dtype":"F32","shape":[400],"data_offsets":[0,1600]}}"#,
         16,
     );
-    assert_names(&export_err(dir.path(), &src), &["bad.safetensors"]);
+    let err = export_err(dir.path(), &src);
+    assert!(matches!(err, Error::InvalidTensor { .. }), "{err}");
+    assert_names(&err, &["bad.safetensors", "`w`", "past the 16 bytes"]);
 }
 
 #[test]
@@ -127,7 +136,7 @@ fn overlapping_tensors() {
     );
     assert_names(
         &export_err(dir.path(), &src),
-        &["bad.safetensors", "invalid header"],
+        &["bad.safetensors", "`b`", "overlap"],
     );
 }
 
@@ -139,7 +148,10 @@ fn gap_between_tensors() {
         r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[12,20]}}"#,
         20,
     );
-    assert_names(&export_err(dir.path(), &src), &["bad.safetensors"]);
+    assert_names(
+        &export_err(dir.path(), &src),
+        &["bad.safetensors", "`b`", "gap"],
+    );
 }
 
 #[test]
@@ -150,7 +162,10 @@ fn shape_times_dtype_is_not_the_byte_count() {
         r#"{"w":{"dtype":"F32","shape":[3],"data_offsets":[0,16]}}"#,
         16,
     );
-    assert_names(&export_err(dir.path(), &src), &["bad.safetensors"]);
+    assert_names(
+        &export_err(dir.path(), &src),
+        &["bad.safetensors", "`w`", "12 bytes"],
+    );
 }
 
 #[test]
@@ -161,7 +176,7 @@ fn absurd_shape_is_refused_without_allocating() {
         r#"{"w":{"dtype":"F32","shape":[4294967296,4294967296,4294967296],"data_offsets":[0,16]}}"#,
         16,
     );
-    assert_names(&export_err(dir.path(), &src), &["bad.safetensors"]);
+    assert_names(&export_err(dir.path(), &src), &["bad.safetensors", "`w`"]);
 }
 
 #[test]
@@ -185,7 +200,10 @@ fn unknown_dtype_string() {
         r#"{"w":{"dtype":"Q4_K","shape":[4],"data_offsets":[0,4]}}"#,
         4,
     );
-    assert_names(&export_err(dir.path(), &src), &["bad.safetensors"]);
+    assert_names(
+        &export_err(dir.path(), &src),
+        &["bad.safetensors", "`w`", "Q4_K"],
+    );
 }
 
 #[test]

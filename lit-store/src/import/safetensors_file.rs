@@ -52,11 +52,24 @@ impl SafetensorsFile {
             .map_err(|e| Error::io(&shown, e))?;
         let header = std::str::from_utf8(&header)
             .map_err(|e| invalid(format!("header is not UTF-8: {e}")))?;
-        let metadata: Metadata =
-            serde_json::from_str(header).map_err(|e| invalid(format!("invalid header: {e}")))?;
         let data_start = 8 + header_len;
+        let named = |(tensor, reason): (String, String)| Error::InvalidTensor {
+            file: shown.clone(),
+            tensor,
+            reason,
+        };
+        let metadata: Metadata = serde_json::from_str(header).map_err(|e| {
+            // The safetensors crate's messages often do not say which tensor is wrong: find it.
+            match diagnose(header, file_len - data_start) {
+                Some(found) => named(found),
+                None => invalid(format!("invalid header: {e}")),
+            }
+        })?;
         let data_len = metadata.data_len() as u64;
         if data_start + data_len != file_len {
+            if let Some(found) = diagnose(header, file_len - data_start) {
+                return Err(named(found));
+            }
             return Err(invalid(format!(
                 "header describes {data_len} bytes of data but the file holds {} (truncated or padded)",
                 file_len - data_start
@@ -122,4 +135,83 @@ impl Checkpoint for SafetensorsFile {
                 reason: format!("cannot read its {len} bytes: {e} (file changed during export?)"),
             })
     }
+}
+
+/// The first tensor of a refused header and what is wrong with it, read leniently from the JSON:
+/// an unknown dtype, a shape that does not match its byte range, a range past the `data_len`
+/// bytes the file holds, or a range that overlaps or leaves a gap after the previous tensor.
+fn diagnose(header: &str, data_len: u64) -> Option<(String, String)> {
+    let entries: serde_json::Map<String, serde_json::Value> = serde_json::from_str(header).ok()?;
+    let mut spans = Vec::new();
+    for (name, info) in &entries {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |why: String| Some((name.clone(), why));
+        let Some(dtype) = info.get("dtype").and_then(|d| d.as_str()) else {
+            return bad("no dtype".into());
+        };
+        let size: u64 = match dtype {
+            "F64" | "I64" | "U64" | "C64" => 8,
+            "F32" | "I32" | "U32" => 4,
+            "F16" | "BF16" | "I16" | "U16" => 2,
+            "BOOL" | "U8" | "I8" | "F8_E4M3" | "F8_E5M2" | "F8_E8M0" => 1,
+            other => return bad(format!("unknown dtype `{other}`")),
+        };
+        let shape: Option<Vec<u64>> = info
+            .get("shape")
+            .and_then(|s| s.as_array())
+            .and_then(|dims| dims.iter().map(|d| d.as_u64()).collect());
+        let Some(shape) = shape else {
+            return bad("shape is not a list of sizes".into());
+        };
+        let offsets: Option<Vec<u64>> = info
+            .get("data_offsets")
+            .and_then(|o| o.as_array())
+            .and_then(|o| o.iter().map(|v| v.as_u64()).collect());
+        let Some([start, end]) = offsets
+            .as_deref()
+            .and_then(|o| <[u64; 2]>::try_from(o).ok())
+        else {
+            return bad("data_offsets is not [start, end]".into());
+        };
+        if end < start {
+            return bad(format!(
+                "data_offsets [{start}, {end}] end before they start"
+            ));
+        }
+        let Some(bytes) = shape.iter().try_fold(size, |n, &d| n.checked_mul(d)) else {
+            return bad(format!("shape {shape:?} of {dtype} overflows"));
+        };
+        if bytes != end - start {
+            return bad(format!(
+                "shape {shape:?} of {dtype} is {bytes} bytes but data_offsets [{start}, {end}] span {}",
+                end - start
+            ));
+        }
+        if end > data_len {
+            return bad(format!(
+                "data_offsets [{start}, {end}] run past the {data_len} bytes of data in the file"
+            ));
+        }
+        spans.push((start, end, name.clone()));
+    }
+    spans.sort();
+    let mut at = 0;
+    for (start, end, name) in spans {
+        if start < at {
+            return Some((
+                name,
+                format!("data_offsets [{start}, {end}] overlap the previous tensor"),
+            ));
+        }
+        if start > at {
+            return Some((
+                name,
+                format!("data_offsets [{start}, {end}] leave a gap after byte {at}"),
+            ));
+        }
+        at = end;
+    }
+    None
 }
