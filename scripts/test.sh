@@ -17,5 +17,7 @@ cargo test --workspace --release
 # LLVM bundler downloads LLVM in its build script, which this offline machine cannot; DOCS_RS=1
 # makes it skip that (as on docs.rs), which is all a type check needs.
 DOCS_RS=1 cargo check -p lit-cli --features cuda,ndarray
+# Public items documented, intra-doc links valid.
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 # The fuzz targets must keep building (run them with `cargo fuzz run <target>` in fuzz/).
 CARGO_TARGET_DIR="$CARGO_TARGET_DIR-fuzz" cargo build --manifest-path fuzz/Cargo.toml

@@ -7,7 +7,7 @@
 //! This crate has no Burn, no async runtime, no cloud client and no `unsafe`; the
 //! format specification lives in `docs/format.md`.
 //!
-//! With the `conformance` feature, [`conformance`] offers plain async test functions that every
+//! With the `conformance` feature, the `conformance` module offers plain async test functions that every
 //! [`WeightSource`] should pass.
 #![forbid(unsafe_code)]
 

@@ -1,7 +1,7 @@
 //! Stores in object stores: S3 (and S3-compatible servers), GCS, Azure, HTTP, `memory://`.
 //!
 //! Built on the [`object_store`] crate, one cargo feature per backend. Requests run on a small
-//! tokio runtime owned by lit ([`runtime`]), so the sources and sinks work from any executor and
+//! tokio runtime owned by lit, so the sources and sinks work from any executor and
 //! from plain threads.
 //!
 //! - [`ObjectStoreSource`] reads a store: each layer as concurrent ranged GETs (parts of
