@@ -12,6 +12,9 @@ use std::time::Instant;
 /// Tensor buffers in circulation between export's reader thread and the writer.
 const READ_BUFFERS: usize = 3;
 
+/// Tensors larger than this are read while no other tensor buffer is alive (see `export`).
+const LARGE_TENSOR: u64 = 32 << 20;
+
 /// Options of [`export`].
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
@@ -118,22 +121,36 @@ pub fn export_checkpoint(
         let entry = std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Recycled>)>(1);
             let order = write_order(&specs);
-            let (specs, file, give_back) = (&specs, &file, &give_back);
+            let (specs, file, give_back, sizes) = (&specs, &file, &give_back, &sizes);
             let returned = std::mem::replace(&mut take_back, std::sync::mpsc::channel().1);
             let reader = scope.spawn(move || {
                 for i in order {
                     // At most READ_BUFFERS buffers circulate: one being read, one queued, one
                     // being written; waiting for one to come back beats faulting in a new one.
-                    let buf = match returned.try_recv() {
-                        Ok(buf) => buf,
-                        Err(_) if buffers < READ_BUFFERS => {
-                            buffers += 1;
-                            Vec::new()
+                    let buf = if sizes[layer.members[i]] > LARGE_TENSOR {
+                        // Large tensors pass one at a time through a single buffer, so peak
+                        // memory stays near the largest tensor (not READ_BUFFERS of them).
+                        let mut kept: Option<Vec<u8>> = None;
+                        for _ in 0..buffers {
+                            let Ok(back) = returned.recv() else { break };
+                            if kept.as_ref().is_none_or(|k| back.capacity() > k.capacity()) {
+                                kept = Some(back);
+                            }
                         }
-                        Err(_) => match returned.recv() {
+                        buffers = 1;
+                        kept.unwrap_or_default()
+                    } else {
+                        match returned.try_recv() {
                             Ok(buf) => buf,
-                            Err(_) => break,
-                        },
+                            Err(_) if buffers < READ_BUFFERS => {
+                                buffers += 1;
+                                Vec::new()
+                            }
+                            Err(_) => match returned.recv() {
+                                Ok(buf) => buf,
+                                Err(_) => break,
+                            },
+                        }
                     };
                     let bytes =
                         read_stored(checkpoint, layer.members[i], specs[i].dtype, file, buf).map(

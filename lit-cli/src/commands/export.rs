@@ -74,13 +74,24 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = report?;
     let m = &report.manifest;
     println!(
-        "exported {} layers, {} tensors, {} to {} in {:.2} s ({:.0} MB/s)",
+        "exported {} layers, {} tensors, {} to {} in {:.2} s ({:.0} MB/s); peak RSS {} (largest layer {})",
         m.layers.len(),
         m.total_tensors,
         human_bytes(report.bytes_written),
         super::shown(&args.dst),
         report.seconds,
-        mb_per_s(report.bytes_written, report.seconds)
+        mb_per_s(report.bytes_written, report.seconds),
+        super::run::peak_rss()
+            .map(human_bytes)
+            .unwrap_or_else(|| "unknown".into()),
+        human_bytes(m.largest_layer_bytes()),
+    );
+    eprintln!(
+        "stats bytes_written={} seconds={:.6} peak_rss={} largest_layer={}",
+        report.bytes_written,
+        report.seconds,
+        super::run::peak_rss().unwrap_or(0),
+        m.largest_layer_bytes()
     );
     Ok(ExitCode::SUCCESS)
 }
