@@ -248,3 +248,67 @@ fn async_load_needs_no_runtime() {
     );
     assert!(is_lazy(&skeleton));
 }
+
+/// A bf16 store computed in f32 holds each running layer twice (stored bytes + f32 copies): the
+/// budget counts both, so "resident + in flight + running ≤ budget" still holds.
+#[test]
+fn the_budget_counts_converted_copies() {
+    let device = Device::flex();
+    let net = resident(5, &device);
+    let tensors: Vec<_> = named_tensors(&net, false)
+        .into_iter()
+        .map(|(name, data)| (name, data.convert_dtype(burn::tensor::DType::BF16)))
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bf16");
+    let manifest = write_store(&dir, &tensors);
+    let source: Arc<dyn WeightSource> = Arc::new(lit_store::LocalSource::open(&dir).unwrap());
+    let (name, largest) = largest_layer(source.as_ref());
+    let layer = manifest.layers.iter().find(|l| l.name == name).unwrap();
+    // Every tensor is bf16: its f32 copy is twice its bytes.
+    let floats: u64 = layer.tensors.iter().map(|t| t.len).sum();
+    let held = largest + 2 * floats;
+    let options = || {
+        StreamOptions::default().with_prefetch(1).with_load_options(
+            lit_burn::LoadOptions::default().with_float_dtype(burn::tensor::FloatDType::F32),
+        )
+    };
+    let skeleton = Net::new(LinearLayout::Row, &device);
+
+    // Enough for the stored bytes, not for the layer as it runs.
+    let err =
+        Streamer::new(source.clone(), &skeleton, options().with_budget(held - 1)).unwrap_err();
+    assert!(
+        matches!(err, Error::BudgetTooSmall { needed, .. } if needed == held),
+        "{err}"
+    );
+
+    let budget = 2 * held;
+    let streamer = Streamer::new(source, &skeleton, options().with_budget(budget)).unwrap();
+    let expected: Vec<f32> = net
+        .forward(input(&device))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    for _ in 0..2 {
+        let out = streamed_forward(&streamer, &skeleton, input(&device)).unwrap();
+        streamer.end_pass();
+        // bf16 weights (8 bits of mantissa): close to the f32 model, not equal.
+        let got: Vec<f32> = out.into_data().try_to_vec().unwrap();
+        assert_eq!(got.len(), expected.len());
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() <= 0.05 * scale, "{g} vs {e} (scale {scale})");
+        }
+    }
+    let stats = streamer.stats();
+    assert!(
+        stats.peak_bytes_held <= budget,
+        "{} > {budget}",
+        stats.peak_bytes_held
+    );
+    assert!(
+        stats.peak_bytes_held > largest,
+        "converted copies were not counted"
+    );
+}

@@ -174,22 +174,28 @@ impl Streamer {
             return Err(Error::Load(LoadErrors { problems }));
         }
         let used: BTreeSet<usize> = layer_of.values().copied().collect();
-        if let Some(&big) = used.iter().max_by_key(|&&l| manifest.layers[l].byte_len)
-            && manifest.layers[big].byte_len > options.budget
+        let sizes: Vec<u64> = manifest
+            .layers
+            .iter()
+            .map(|l| held_bytes(l, &options.load))
+            .collect();
+        if let Some(&big) = used.iter().max_by_key(|&&l| sizes[l])
+            && sizes[big] > options.budget
         {
             return Err(Error::BudgetTooSmall {
                 what: format!("layer `{}`", manifest.layers[big].name),
-                needed: manifest.layers[big].byte_len,
+                needed: sizes[big],
                 budget: options.budget,
             });
         }
-        let sizes = manifest.layers.iter().map(|l| l.byte_len).collect();
+        let read_sizes = manifest.layers.iter().map(|l| l.byte_len).collect();
         let state = State::new(
             sizes,
             used.into_iter().collect(),
             options.budget,
             options.prefetch,
-        );
+        )
+        .with_read_sizes(read_sizes);
         let inner = Arc::new(Inner {
             source,
             paths,
@@ -306,4 +312,25 @@ impl Drop for Streamer {
             let _ = w.join();
         }
     }
+}
+
+/// Memory a layer takes while it is held: its bytes and, when the load options convert float
+/// tensors to another type (a bf16 store computed in f32), the converted copies too, which live
+/// alongside the stored bytes while the layer runs. The budget counts this, not the store bytes.
+fn held_bytes(layer: &lit_core::LayerEntry, load: &crate::LoadOptions) -> u64 {
+    let Some(target) = load.float_dtype else {
+        return layer.byte_len;
+    };
+    let target_size: u64 = match target {
+        burn::tensor::FloatDType::F64 => 8,
+        burn::tensor::FloatDType::F16 | burn::tensor::FloatDType::BF16 => 2,
+        _ => 4,
+    };
+    let converted: u64 = layer
+        .tensors
+        .iter()
+        .filter(|t| t.dtype.is_float() && t.dtype.size() as u64 != target_size)
+        .map(|t| t.len / t.dtype.size() as u64 * target_size)
+        .sum();
+    layer.byte_len + converted
 }

@@ -45,7 +45,10 @@ pub(crate) enum Acquire {
 
 #[derive(Debug)]
 pub(crate) struct State {
+    /// Memory each layer takes while held (its bytes, plus converted copies; see `Streamer::new`).
     sizes: Vec<u64>,
+    /// Bytes each layer reads from the source (for the statistics).
+    read_sizes: Vec<u64>,
     budget: u64,
     prefetch: usize,
     plan: Vec<usize>,
@@ -89,6 +92,7 @@ pub(crate) fn resident_prefix(plan: &[usize], sizes: &[u64], budget: u64) -> usi
 impl State {
     pub(crate) fn new(sizes: Vec<u64>, plan: Vec<usize>, budget: u64, prefetch: usize) -> Self {
         let mut s = State {
+            read_sizes: sizes.clone(),
             sizes,
             budget,
             prefetch,
@@ -107,6 +111,12 @@ impl State {
         };
         s.set_plan(plan);
         s
+    }
+
+    /// Counts `read` bytes per layer in the statistics instead of the held sizes.
+    pub(crate) fn with_read_sizes(mut self, read: Vec<u64>) -> Self {
+        self.read_sizes = read;
+        self
     }
 
     pub(crate) fn size(&self, layer: usize) -> u64 {
@@ -206,7 +216,7 @@ impl State {
                 return Acquire::Have { data, owned: false };
             }
             Some(Slot::Ready(data)) => {
-                self.count_read(size);
+                self.count_read(self.read_sizes[layer]);
                 return Acquire::Have {
                     owned: !self.keep_resident(layer, &data),
                     data,
@@ -231,7 +241,7 @@ impl State {
             for l in spare {
                 self.slots.remove(&l);
                 self.held -= self.sizes[l];
-                self.discarded += self.sizes[l];
+                self.discarded += self.read_sizes[l];
             }
         }
         if self.held + size > self.budget {
@@ -267,7 +277,7 @@ impl State {
         self.slots.remove(&layer);
         match data {
             Some(data) => {
-                self.count_read(self.sizes[layer]);
+                self.count_read(self.read_sizes[layer]);
                 !self.keep_resident(layer, data)
             }
             None => {
