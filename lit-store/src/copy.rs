@@ -23,7 +23,7 @@ pub struct CopyReport {
 /// against its checksum on the way, and publishes the manifest last.
 ///
 /// Resumable: objects an interrupted copy already wrote to the same destination, with the right
-/// length and checksum, are kept rather than transferred again. The next layer is read while the
+/// length and checksum (read back to check it), are kept rather than written again. The next layer is read while the
 /// current one is written.
 pub fn copy_store(
     source: &dyn WeightSource,
