@@ -1,4 +1,4 @@
-//! Any bytes given to the export path as a `.safetensors` or PyTorch file give a store or an
+//! Any bytes given to the export path as a `.safetensors`, PyTorch or burnpack file give a store or an
 //! error, never a panic; a store that is produced verifies.
 #![no_main]
 
@@ -8,7 +8,11 @@ use lit_store::{ExportOptions, StoreWriter};
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, bytes)) = data.split_first() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
-    let src = dir.path().join(if kind % 2 == 0 { "m.safetensors" } else { "m.pt" });
+    let src = dir.path().join(match kind % 3 {
+        0 => "m.safetensors",
+        1 => "m.pt",
+        _ => "m.bpk",
+    });
     std::fs::write(&src, bytes).expect("write input");
     let Ok(writer) = StoreWriter::create_local(dir.path().join("store")) else { return };
     if lit_store::export(&src, writer, &ExportOptions::default(), &lit_core::NoObserver).is_ok() {
