@@ -31,6 +31,7 @@ pub fn copy_store(
     observer: &dyn Observer,
 ) -> Result<CopyReport> {
     let start = Instant::now();
+    writer.keep_on_failure();
     let manifest = source.manifest();
     observer.on_event(&Event::WriteStarted {
         layers: manifest.layers.len(),

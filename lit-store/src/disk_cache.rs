@@ -76,6 +76,9 @@ pub struct DiskCachedSource<S> {
     admitted: AtomicU64,
 }
 
+/// Prefix of files being written into the cache.
+const TMP_PREFIX: &str = ".tmp-";
+
 fn file_name(checksum: u64, len: u64) -> String {
     format!("{checksum:016x}-{len}")
 }
@@ -193,16 +196,16 @@ impl<S: WeightSource> DiskCachedSource<S> {
         if !self.make_room(bytes.len() as u64) {
             return Ok(());
         }
-        let tmp = self.dir.join(format!(
-            ".tmp-{}-{:?}",
-            std::process::id(),
-            std::thread::current().id()
-        ));
-        let written = File::create(&tmp)
-            .and_then(|mut f| f.write_all(bytes))
-            .and_then(|()| fs::rename(&tmp, &path));
+        // A uniquely named temporary file (O_EXCL), renamed into place once complete.
+        let written = tempfile::Builder::new()
+            .prefix(TMP_PREFIX)
+            .tempfile_in(&self.dir)
+            .and_then(|mut tmp| {
+                tmp.write_all(bytes)?;
+                tmp.persist(&path).map_err(|e| e.error)?;
+                Ok(())
+            });
         if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
             return Err(Error::io(path.display(), e));
         }
         self.admitted.fetch_add(1, Ordering::Relaxed);
@@ -218,8 +221,19 @@ impl<S: WeightSource> DiskCachedSource<S> {
         let mut foreign = Vec::new();
         for entry in entries.flatten() {
             let Ok(meta) = entry.metadata() else { continue };
-            used += meta.len();
             let name = entry.file_name().to_string_lossy().into_owned();
+            // Temporary files a crashed writer left: gone after an hour.
+            if name.starts_with(TMP_PREFIX)
+                && meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 3600)
+                && fs::remove_file(entry.path()).is_ok()
+            {
+                continue;
+            }
+            used += meta.len();
             if is_cache_file(&name) && !self.own.contains(&name) {
                 let when = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
                 foreign.push((when, meta.len(), entry.path()));

@@ -21,6 +21,9 @@ pub trait StoreSink: Send {
         let _ = (key, byte_len, checksum);
         Ok(false)
     }
+    /// Keeps what was written if the store is never committed (a copy that fails can then be
+    /// resumed); by default an uncommitted store is removed where the sink can.
+    fn keep_on_failure(&mut self) {}
     /// Publishes the store: writes `manifest` last and makes everything visible.
     fn commit(self: Box<Self>, manifest: &[u8]) -> Result<()>;
 }
@@ -46,6 +49,8 @@ pub struct LocalDirSink {
     /// Files written, synced together at commit so writeback overlaps the rest of the export.
     written: Vec<PathBuf>,
     committed: bool,
+    /// Leave the staging directory behind when not committed (for resuming a copy).
+    keep: bool,
 }
 
 impl LocalDirSink {
@@ -86,11 +91,13 @@ impl LocalDirSink {
         if adopted.is_none() {
             fs::create_dir(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
         }
+        live_staging().insert(tmp.clone());
         Ok(LocalDirSink {
             dst,
             tmp,
             written: Vec::new(),
             committed: false,
+            keep: false,
         })
     }
 
@@ -98,6 +105,15 @@ impl LocalDirSink {
     pub fn staging_dir(&self) -> &Path {
         &self.tmp
     }
+}
+
+/// Staging directories this process is writing now.
+fn live_staging() -> std::sync::MutexGuard<'static, std::collections::HashSet<PathBuf>> {
+    static LIVE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<PathBuf>>> =
+        std::sync::OnceLock::new();
+    LIVE.get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 /// Finds `.NAME.lit-partial-PID-*` directories left by writer processes that no longer run:
@@ -114,7 +130,13 @@ fn take_stale_partials(parent: &Path, name: &str) -> Option<PathBuf> {
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
         };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        let dead = if pid == std::process::id() {
+            // Ours: stale unless a sink of this process is still writing it.
+            !live_staging().contains(&entry.path())
+        } else {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        };
+        if dead {
             let modified = entry
                 .metadata()
                 .and_then(|m| m.modified())
@@ -187,6 +209,10 @@ impl StoreSink for LocalDirSink {
         }))
     }
 
+    fn keep_on_failure(&mut self) {
+        self.keep = true;
+    }
+
     fn existing_object(&mut self, key: &str, byte_len: u64, expected: u64) -> Result<bool> {
         let path = self.tmp.join(key);
         match fs::metadata(&path) {
@@ -247,8 +273,9 @@ impl StoreSink for LocalDirSink {
 
 impl Drop for LocalDirSink {
     fn drop(&mut self) {
-        if !self.committed {
+        if !self.committed && !self.keep {
             let _ = fs::remove_dir_all(&self.tmp);
         }
+        live_staging().remove(&self.tmp);
     }
 }

@@ -93,6 +93,12 @@ impl StoreWriter {
         Ok(())
     }
 
+    /// Leaves what was written in place if the store is never finished, so a later copy to the
+    /// same destination can resume (see [`crate::copy_store`]).
+    pub fn keep_on_failure(&mut self) {
+        self.sink.keep_on_failure();
+    }
+
     /// Keeps layer `entry` (the next one, from a store being copied) if the destination already
     /// holds it with the same length and checksum, as an interrupted copy leaves it. Returns
     /// whether it was kept; if not, write it with [`StoreWriter::write_raw_layer`].

@@ -492,3 +492,28 @@ fn secrets_never_appear_in_messages() {
         .unwrap_err();
     assert!(!err.to_string().contains("hunter2"), "{err}");
 }
+
+#[test]
+fn a_copy_that_fails_midway_resumes_where_it_stopped() {
+    let fx = Fixture::new();
+    let dir = tempfile::tempdir().unwrap();
+    let dst = dir.path().join("failed.lit");
+    let dst = dst.to_str().unwrap();
+    let open = OpenOptions::default();
+    // The source's layer 3 is damaged: the copy stops there with an error naming it.
+    let bad = MemorySource::from_objects(fx.with_flipped_byte(3).objects()).unwrap();
+    let err = copy_store(&bad, create_writer(dst, &open).unwrap(), &NoObserver).unwrap_err();
+    assert!(
+        matches!(err, Error::ChecksumMismatch { ref layer, .. } if layer == "block.3"),
+        "{err}"
+    );
+    assert!(
+        lit_store::open(dst, &open).is_err(),
+        "a failed copy opened as a store"
+    );
+    // What it wrote stays (hidden), and the next copy keeps it.
+    let good = MemorySource::from_objects(fx.objects()).unwrap();
+    let report = copy_store(&good, create_writer(dst, &open).unwrap(), &NoObserver).unwrap();
+    assert_eq!(report.layers_skipped, 3);
+    assert_identical(lit_store::open(dst, &open).unwrap().as_ref(), &fx);
+}

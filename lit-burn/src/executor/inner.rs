@@ -97,7 +97,11 @@ impl Inner {
     pub(crate) fn load<M: Module>(self: &Arc<Self>, module: &M) -> Result<Loaded<M>> {
         let need = self.layers_of(module)?;
         let manifest = self.source.manifest();
-        let need_bytes: u64 = need.iter().map(|&l| manifest.layers[l].byte_len).sum();
+        // In held bytes (converted copies included), as the budget counts them.
+        let need_bytes: u64 = {
+            let s = self.lock();
+            need.iter().map(|&l| s.size(l)).sum()
+        };
         let names = || {
             need.iter()
                 .map(|&l| format!("`{}`", manifest.layers[l].name))

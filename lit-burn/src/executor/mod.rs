@@ -321,16 +321,18 @@ fn held_bytes(layer: &lit_core::LayerEntry, load: &crate::LoadOptions) -> u64 {
     let Some(target) = load.float_dtype else {
         return layer.byte_len;
     };
-    let target_size: u64 = match target {
-        burn::tensor::FloatDType::F64 => 8,
-        burn::tensor::FloatDType::F16 | burn::tensor::FloatDType::BF16 => 2,
-        _ => 4,
+    let target = match target {
+        burn::tensor::FloatDType::F64 => lit_core::DType::F64,
+        burn::tensor::FloatDType::F16 => lit_core::DType::F16,
+        burn::tensor::FloatDType::BF16 => lit_core::DType::BF16,
+        _ => lit_core::DType::F32,
     };
+    // Any float tensor of another type is converted (f16 → bf16 too, at the same size).
     let converted: u64 = layer
         .tensors
         .iter()
-        .filter(|t| t.dtype.is_float() && t.dtype.size() as u64 != target_size)
-        .map(|t| t.len / t.dtype.size() as u64 * target_size)
+        .filter(|t| t.dtype.is_float() && t.dtype != target)
+        .map(|t| t.len / t.dtype.size() as u64 * target.size() as u64)
         .sum();
     layer.byte_len + converted
 }

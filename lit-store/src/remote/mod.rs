@@ -30,6 +30,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use url::Url;
 
+/// The largest part S3 accepts in a multipart upload.
+const MAX_PART: u64 = 5 << 30;
+
 /// How lit talks to an object store. `Default` suits S3 over a fast network.
 #[derive(Clone)]
 pub struct RemoteOptions {
@@ -100,6 +103,12 @@ impl RemoteOptions {
             return Err(Error::InvalidArgument(
                 "remote part size and concurrency must be at least 1".into(),
             ));
+        }
+        if self.part_size > MAX_PART {
+            return Err(Error::InvalidArgument(format!(
+                "remote part size {} is above 5 GiB, the most S3 accepts",
+                self.part_size
+            )));
         }
         Ok(())
     }

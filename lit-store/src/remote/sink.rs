@@ -17,6 +17,9 @@ use tokio::task::JoinHandle;
 /// S3 and GCS refuse multipart parts below 5 MiB (but the last).
 const MIN_PART: u64 = 5 << 20;
 
+/// Parts never grow beyond this (S3's limit is 5 GiB).
+const MAX_GROWN_PART: usize = 1 << 30;
+
 /// Writes a store under a prefix of an object store.
 ///
 /// Objects are uploaded in place (multipart when larger than one part, several parts in
@@ -86,6 +89,7 @@ impl StoreSink for ObjectStoreSink {
             part_size: self.part_size,
             concurrency: self.concurrency,
             buf: Vec::new(),
+            parts: 0,
             upload: None,
             in_flight: VecDeque::new(),
         }))
@@ -158,6 +162,8 @@ struct RemoteObject {
     part_size: usize,
     concurrency: usize,
     buf: Vec<u8>,
+    /// Parts started so far.
+    parts: usize,
     upload: Option<Box<dyn MultipartUpload>>,
     in_flight: VecDeque<JoinHandle<object_store::Result<()>>>,
 }
@@ -175,7 +181,13 @@ impl RemoteObject {
                 .map_err(|e| self.fail(e))?;
             self.upload = Some(upload);
         }
-        let data = std::mem::replace(&mut self.buf, Vec::with_capacity(self.part_size));
+        let data = std::mem::take(&mut self.buf);
+        // S3 and GCS take at most 10,000 parts: double the part size every 1,000 parts, so
+        // objects up to terabytes fit (8 MiB parts reach 78 GiB without it).
+        self.parts += 1;
+        if self.parts.is_multiple_of(1000) {
+            self.part_size = (self.part_size * 2).min(MAX_GROWN_PART);
+        }
         let handle = runtime::handle()?;
         let _in_runtime = handle.enter();
         let part = self
