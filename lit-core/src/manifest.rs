@@ -116,6 +116,16 @@ pub struct ObjectInfo<'a> {
     pub checksum: u64,
 }
 
+impl ObjectInfo<'_> {
+    /// The error every source gives when this object is absent from the store at `location`.
+    pub fn missing(&self, location: &str) -> Error {
+        Error::not_found(format!(
+            "{location}: object {} of `{}` is missing",
+            self.key, self.name
+        ))
+    }
+}
+
 /// Object key of layer `index`: `layers/00012.safetensors`. Keys never derive from tensor names,
 /// so no name can escape the store's directory or collide.
 pub fn layer_key(index: usize) -> String {

@@ -110,10 +110,7 @@ impl LocalSource {
         let path = self.root.join(info.key);
         let file = File::open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
-                Error::not_found(format!(
-                    "{}: object {} of `{}` is missing",
-                    self.location, info.key, info.name
-                ))
+                info.missing(&self.location)
             } else {
                 Error::io(path.display(), e)
             }

@@ -38,6 +38,21 @@ impl Default for DiskCacheOptions {
     }
 }
 
+/// `location` with any `user:password@` removed: safe to print, even when it does not parse as
+/// a URL.
+pub fn redacted(location: &str) -> String {
+    match location.split_once("://") {
+        Some((scheme, rest)) => {
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            match rest[..authority_end].rfind('@') {
+                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
+                None => location.to_string(),
+            }
+        }
+        None => location.to_string(),
+    }
+}
+
 /// The local directory `location` names, or `None` for an object-store URL.
 pub fn local_path(location: &str) -> Result<Option<PathBuf>> {
     match location.split_once("://") {
@@ -111,7 +126,7 @@ fn not_built(location: &str) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::local_path;
+    use super::{local_path, redacted};
     use std::path::PathBuf;
 
     #[test]
@@ -127,5 +142,15 @@ mod tests {
         assert!(local_path("file://relative").is_err());
         assert_eq!(local_path("s3://bucket/m.lit").unwrap(), None);
         assert_eq!(local_path("memory:///m").unwrap(), None);
+    }
+
+    #[test]
+    fn credentials_are_cut_from_printed_locations() {
+        assert_eq!(
+            redacted("s3://key:secret@bucket/m.lit"),
+            "s3://bucket/m.lit"
+        );
+        assert_eq!(redacted("s3://bucket/a@b.lit"), "s3://bucket/a@b.lit");
+        assert_eq!(redacted("dir/m.lit"), "dir/m.lit");
     }
 }

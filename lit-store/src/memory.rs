@@ -78,12 +78,10 @@ impl WeightSource for MemorySource {
     async fn read_range(&self, id: ObjectId, range: Range<u64>) -> Result<Bytes> {
         check_range(&self.manifest, id, &range)?;
         let info = self.manifest.object(id)?;
-        let bytes = self.objects.get(info.key).ok_or_else(|| {
-            Error::not_found(format!(
-                "{}: object {} of `{}` is missing",
-                self.location, info.key, info.name
-            ))
-        })?;
+        let bytes = self
+            .objects
+            .get(info.key)
+            .ok_or_else(|| info.missing(&self.location))?;
         if bytes.len() as u64 != info.byte_len {
             return Err(Error::LengthMismatch {
                 layer: info.name.to_string(),

@@ -4,9 +4,7 @@
 use futures::executor::block_on;
 use lit_core::conformance::{self, Fixture};
 use lit_core::{Error, NoObserver, ObjectId, WeightSource};
-use lit_store::remote::{
-    ObjectPath, ObjectStoreSource, RemoteOptions, RetryConfig, object_store_for,
-};
+use lit_store::remote::{ObjectStoreSource, RemoteOptions, RetryConfig};
 use lit_store::testing::{S3TestServer, SECRET_KEY};
 use lit_store::{DiskCachedSource, MemorySource, OpenOptions, copy_store, create_writer};
 use std::sync::atomic::Ordering;
@@ -40,54 +38,16 @@ fn small_parts(server: &S3TestServer) -> RemoteOptions {
     }
 }
 
+/// Options that open and create stores through `remote`.
+fn reach(remote: RemoteOptions) -> OpenOptions {
+    OpenOptions {
+        remote,
+        ..Default::default()
+    }
+}
+
 fn assert_identical(source: &dyn WeightSource, fx: &Fixture) {
     block_on(conformance::identical_bytes(source, fx));
-}
-
-#[test]
-fn s3_source_passes_the_conformance_suite() {
-    let (_dir, server) = server();
-    let options = small_parts(&server);
-    let fx = Fixture::new();
-    let url = put_files(&server, "conf/ok", &fx.objects());
-    let source = ObjectStoreSource::open(&url, &options).unwrap();
-    block_on(conformance::identical_bytes(&source, &fx));
-    block_on(conformance::ranges(&source, &fx));
-    block_on(conformance::concurrent_readers(&source, &fx));
-
-    let url = put_files(&server, "conf/corrupt", &fx.with_flipped_byte(1).objects());
-    let corrupt = ObjectStoreSource::open(&url, &options).unwrap();
-    block_on(conformance::checksum_mismatch(&corrupt, &fx, 1));
-
-    let missing_key = fx.manifest.layers[2].key.clone();
-    let without: Vec<_> = fx
-        .objects()
-        .into_iter()
-        .filter(|(k, _)| *k != missing_key)
-        .collect();
-    let url = put_files(&server, "conf/missing", &without);
-    let missing = ObjectStoreSource::open(&url, &options).unwrap();
-    block_on(conformance::missing_object(&missing, &fx, 2));
-}
-
-#[test]
-fn memory_urls_pass_the_conformance_suite() {
-    let fx = Fixture::new();
-    let url = "memory:///conformance/fixture";
-    let options = RemoteOptions::default();
-    let (store, prefix, _) = object_store_for(url, &options).unwrap();
-    for (key, bytes) in fx.objects() {
-        let path: ObjectPath = prefix
-            .parts()
-            .chain(ObjectPath::from(key.as_str()).parts())
-            .collect();
-        // The in-memory store needs no runtime.
-        block_on(store.put_opts(&path, bytes.into(), Default::default())).unwrap();
-    }
-    let source = ObjectStoreSource::open(url, &options).unwrap();
-    block_on(conformance::identical_bytes(&source, &fx));
-    block_on(conformance::ranges(&source, &fx));
-    block_on(conformance::concurrent_readers(&source, &fx));
 }
 
 #[test]
@@ -114,10 +74,7 @@ fn a_layer_arrives_as_parallel_ranged_gets_in_an_aligned_buffer() {
 fn copy_to_s3_and_back_keeps_every_byte() {
     let (_dir, server) = server();
     let fx = Fixture::new();
-    let open = OpenOptions {
-        remote: small_parts(&server),
-        ..Default::default()
-    };
+    let open = reach(small_parts(&server));
     let memory = MemorySource::from_objects(fx.objects()).unwrap();
     let url = format!("s3://{BUCKET}/copied/model.lit");
     let report = copy_store(&memory, create_writer(&url, &open).unwrap(), &NoObserver).unwrap();
@@ -150,10 +107,7 @@ fn multipart_upload_of_a_layer_larger_than_a_part() {
         .map(|i: u32| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let memory = MemorySource::from_objects(single_layer_store(&big)).unwrap();
-    let open = OpenOptions {
-        remote: server.options(),
-        ..Default::default()
-    };
+    let open = reach(server.options());
     let url = format!("s3://{BUCKET}/big.lit");
     copy_store(&memory, create_writer(&url, &open).unwrap(), &NoObserver).unwrap();
     let remote = lit_store::open(&url, &open).unwrap();
@@ -308,10 +262,7 @@ fn an_object_damaged_on_the_server_is_refused_by_checksum() {
 fn an_interrupted_upload_never_opens_and_a_second_copy_resumes_it() {
     let (_dir, server) = server();
     let fx = Fixture::new();
-    let open = OpenOptions {
-        remote: server.options(),
-        ..Default::default()
-    };
+    let open = reach(server.options());
     let url = format!("s3://{BUCKET}/interrupted.lit");
     let memory = MemorySource::from_objects(fx.objects()).unwrap();
     {
@@ -338,10 +289,7 @@ fn an_interrupted_upload_never_opens_and_a_second_copy_resumes_it() {
 fn a_damaged_leftover_layer_is_transferred_again_on_resume() {
     let (_dir, server) = server();
     let fx = Fixture::new();
-    let open = OpenOptions {
-        remote: server.options(),
-        ..Default::default()
-    };
+    let open = reach(server.options());
     let url = format!("s3://{BUCKET}/resume-damaged.lit");
     {
         let mut writer = create_writer(&url, &open).unwrap();

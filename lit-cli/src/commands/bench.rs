@@ -86,36 +86,34 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let events_file = tempfile::NamedTempFile::new()?;
     let mut timeline = None;
     let mut runs = Vec::new();
+    let local = super::local_path(&args.store).is_some();
     for &cache in caches {
-        // (mode, budget, prefetch, read mode)
         // Modes that hold the whole model only when it fits in memory (with room to spare).
-        let mut modes: Vec<(&str, Option<u64>, usize, &str)> = Vec::new();
+        let mut modes: Vec<Mode> = Vec::new();
         if fits {
             if arch != "bert" {
-                modes.push(("plain-burn", None, 0, "pread"));
+                modes.push(Mode::new("plain-burn", None, 0, "pread"));
             }
-            modes.push(("resident", None, 1, "pread"));
+            modes.push(Mode::new("resident", None, 1, "pread"));
         } else if cache == caches[0] {
             eprintln!("bench: the model does not fit in memory: no plain-burn or resident mode");
         }
-        modes.push(("load-then-compute", Some(budget), 0, "pread"));
-        modes.push(("lit", Some(budget), args.prefetch, "pread"));
-        if super::local_path(&args.store).is_some() {
+        modes.push(Mode::new("load-then-compute", Some(budget), 0, "pread"));
+        modes.push(Mode::new("lit", Some(budget), args.prefetch, "pread"));
+        if local {
             // lit with mapped layers: no copy out of the page cache, pages mapped lazily.
-            modes.push(("lit-mmap", Some(budget), args.prefetch, "mmap"));
+            modes.push(Mode::new("lit-mmap", Some(budget), args.prefetch, "mmap"));
         }
-        if !args.no_mmap && super::local_path(&args.store).is_some() {
+        if !args.no_mmap && local {
             // How llama.cpp and candle behave: everything mapped, no budget, the OS pages.
-            modes.push(("mmap-everything", None, 0, "mmap"));
+            modes.push(Mode::new("mmap-everything", None, 0, "mmap"));
         }
-        for (mode, budget, prefetch, read_mode) in modes {
-            eprintln!("bench: {mode} ({cache}) ...");
+        for mode in modes {
+            eprintln!("bench: {} ({cache}) ...", mode.name);
             // The timeline comes from the first lit run (cold when caches can be dropped).
-            let record =
-                (mode == "lit" && arch != "bert" && timeline.is_none()).then(|| events_file.path());
-            runs.push(run_mode(
-                &args, arch, mode, cache, budget, prefetch, read_mode, record,
-            )?);
+            let record = (mode.name == "lit" && arch != "bert" && timeline.is_none())
+                .then(|| events_file.path());
+            runs.push(run_mode(&args, arch, model, &mode, cache, record)?);
             if let Some(path) = record {
                 let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
                 timeline = crate::plot::timeline_from_events(
@@ -123,7 +121,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                     &format!(
                         "one lit pass ({cache} cache, prefetch {}, budget {})",
                         args.prefetch,
-                        human_bytes(budget.unwrap_or(0))
+                        human_bytes(mode.budget.unwrap_or(0))
                     ),
                 );
             }
@@ -315,17 +313,45 @@ fn mem_available() -> Option<u64> {
     Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One way of running the model: which memory budget, prefetch depth and read path.
+struct Mode {
+    name: &'static str,
+    budget: Option<u64>,
+    prefetch: usize,
+    read_mode: &'static str,
+}
+
+impl Mode {
+    fn new(
+        name: &'static str,
+        budget: Option<u64>,
+        prefetch: usize,
+        read_mode: &'static str,
+    ) -> Self {
+        Mode {
+            name,
+            budget,
+            prefetch,
+            read_mode,
+        }
+    }
+}
+
+/// Runs `mode` in its own `lit run` process on a store of `model_bytes`, and reads its figures.
 fn run_mode(
     args: &Args,
     arch: &str,
-    mode: &str,
+    model_bytes: u64,
+    mode: &Mode,
     cache: &'static str,
-    budget: Option<u64>,
-    prefetch: usize,
-    read_mode: &str,
     events: Option<&std::path::Path>,
 ) -> anyhow::Result<Run> {
+    let Mode {
+        name: mode,
+        budget,
+        prefetch,
+        read_mode,
+    } = *mode;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["run", arch]).arg(&args.store);
     if arch == "bert" {
@@ -383,7 +409,8 @@ fn run_mode(
     let later = &passes[passes.len().min(1)..];
     let passes_n = num("passes").max(1.0);
     let bytes_read = num("bytes_read");
-    let first_pass_bytes = args.store_bytes();
+    // The first pass reads the whole model.
+    let first_pass_bytes = model_bytes as f64;
     Ok(Run {
         mode: mode.to_string(),
         cache,
@@ -400,14 +427,4 @@ fn run_mode(
         peak_rss: num("peak_rss") as u64,
         open_to_first_compute_ms: num("open_to_first_compute_ms"),
     })
-}
-
-impl Args {
-    /// Bytes the first pass reads: the whole model.
-    fn store_bytes(&self) -> f64 {
-        self.reach
-            .open(&self.store)
-            .map(|s| s.manifest().total_bytes as f64)
-            .unwrap_or(f64::NAN)
-    }
 }

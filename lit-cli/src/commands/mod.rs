@@ -144,14 +144,5 @@ pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
 
 /// A location as it may be printed (no credentials).
 pub(crate) fn shown(location: &str) -> String {
-    match location.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find('/').unwrap_or(rest.len());
-            match rest[..end].rfind('@') {
-                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-                None => location.to_string(),
-            }
-        }
-        None => location.to_string(),
-    }
+    lit_store::location::redacted(location)
 }

@@ -114,15 +114,6 @@ impl RemoteOptions {
     }
 }
 
-/// Whether `location` names an object store (`s3://`, `gs://`, `az://`, `http(s)://`,
-/// `memory://`) rather than a local path or `file://` URL.
-pub fn is_remote(location: &str) -> bool {
-    match location.split_once("://") {
-        Some((scheme, _)) => !scheme.eq_ignore_ascii_case("file"),
-        None => false,
-    }
-}
-
 /// `url` without user info, query or fragment: safe to print.
 pub(crate) fn display_location(url: &Url) -> String {
     let mut shown = url.clone();
@@ -131,21 +122,6 @@ pub(crate) fn display_location(url: &Url) -> String {
     shown.set_query(None);
     shown.set_fragment(None);
     shown.to_string().trim_end_matches('/').to_string()
-}
-
-/// `location` with any `user:password@` removed, for messages about a location that may not
-/// even parse as a URL.
-pub(crate) fn redact(location: &str) -> String {
-    match location.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-                None => location.to_string(),
-            }
-        }
-        None => location.to_string(),
-    }
 }
 
 /// One `InMemory` store per process, so `memory://` stores written by one part of a program can
@@ -164,7 +140,10 @@ pub fn object_store_for(
 ) -> Result<(Arc<dyn ObjectStore>, ObjectPath, String)> {
     options.check()?;
     let bad = |why: String| {
-        Error::InvalidArgument(format!("store location `{}`: {why}", redact(location)))
+        Error::InvalidArgument(format!(
+            "store location `{}`: {why}",
+            crate::location::redacted(location)
+        ))
     };
     let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
     if !url.username().is_empty() || url.password().is_some() {
@@ -181,72 +160,46 @@ pub fn object_store_for(
         ))
     })?;
     let prefix = ObjectPath::parse(path).map_err(|e| bad(e.to_string()))?;
-    let context =
-        |e: object_store::Error| Error::backend(format!("{shown}: configuring the client"), e);
+    // Every cloud builder: the environment, then lit's timeouts and the user's settings as
+    // configuration keys, then the retry policy.
+    #[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "http"))]
+    macro_rules! configured {
+        ($builder:expr, $key:ty) => {{
+            let mut builder = $builder;
+            for (key, value) in settings(options) {
+                let key: $key = key.parse().map_err(|e| bad(format!("{e}")))?;
+                builder = builder.with_config(key, value);
+            }
+            Arc::new(
+                builder
+                    .with_retry(options.retry.clone())
+                    .build()
+                    .map_err(|e| Error::backend(format!("{shown}: configuring the client"), e))?,
+            )
+        }};
+    }
     let store: Arc<dyn ObjectStore> = match scheme {
         ObjectStoreScheme::Memory => memory_store(),
         #[cfg(feature = "s3")]
-        ObjectStoreScheme::AmazonS3 => {
-            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
-            let mut builder = AmazonS3Builder::from_env().with_url(url.as_str());
-            for (key, value) in settings(options) {
-                let key: AmazonS3ConfigKey = key.parse().map_err(|e| bad(format!("{e}")))?;
-                builder = builder.with_config(key, value);
-            }
-            Arc::new(
-                builder
-                    .with_retry(options.retry.clone())
-                    .build()
-                    .map_err(context)?,
-            )
-        }
+        ObjectStoreScheme::AmazonS3 => configured!(
+            object_store::aws::AmazonS3Builder::from_env().with_url(url.as_str()),
+            object_store::aws::AmazonS3ConfigKey
+        ),
         #[cfg(feature = "gcs")]
-        ObjectStoreScheme::GoogleCloudStorage => {
-            use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-            let mut builder = GoogleCloudStorageBuilder::from_env().with_url(url.as_str());
-            for (key, value) in settings(options) {
-                let key: GoogleConfigKey = key.parse().map_err(|e| bad(format!("{e}")))?;
-                builder = builder.with_config(key, value);
-            }
-            Arc::new(
-                builder
-                    .with_retry(options.retry.clone())
-                    .build()
-                    .map_err(context)?,
-            )
-        }
+        ObjectStoreScheme::GoogleCloudStorage => configured!(
+            object_store::gcp::GoogleCloudStorageBuilder::from_env().with_url(url.as_str()),
+            object_store::gcp::GoogleConfigKey
+        ),
         #[cfg(feature = "azure")]
-        ObjectStoreScheme::MicrosoftAzure => {
-            use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
-            let mut builder = MicrosoftAzureBuilder::from_env().with_url(url.as_str());
-            for (key, value) in settings(options) {
-                let key: AzureConfigKey = key.parse().map_err(|e| bad(format!("{e}")))?;
-                builder = builder.with_config(key, value);
-            }
-            Arc::new(
-                builder
-                    .with_retry(options.retry.clone())
-                    .build()
-                    .map_err(context)?,
-            )
-        }
+        ObjectStoreScheme::MicrosoftAzure => configured!(
+            object_store::azure::MicrosoftAzureBuilder::from_env().with_url(url.as_str()),
+            object_store::azure::AzureConfigKey
+        ),
         #[cfg(feature = "http")]
-        ObjectStoreScheme::Http => {
-            use object_store::ClientConfigKey;
-            use object_store::http::HttpBuilder;
-            let origin = &url[..url::Position::BeforePath];
-            let mut builder = HttpBuilder::new().with_url(origin);
-            for (key, value) in settings(options) {
-                let key: ClientConfigKey = key.parse().map_err(|e| bad(format!("{e}")))?;
-                builder = builder.with_config(key, value);
-            }
-            Arc::new(
-                builder
-                    .with_retry(options.retry.clone())
-                    .build()
-                    .map_err(context)?,
-            )
-        }
+        ObjectStoreScheme::Http => configured!(
+            object_store::http::HttpBuilder::new().with_url(&url[..url::Position::BeforePath]),
+            object_store::ClientConfigKey
+        ),
         other => {
             return Err(bad(format!(
                 "{other:?} stores are not supported by this build (enable lit-store's feature for it)"
@@ -257,6 +210,7 @@ pub fn object_store_for(
 }
 
 /// lit's client defaults (timeouts), then the user's configuration, which wins.
+#[cfg(any(feature = "s3", feature = "gcs", feature = "azure", feature = "http"))]
 fn settings(options: &RemoteOptions) -> Vec<(String, String)> {
     let secs = |d: Duration| format!("{}ms", d.as_millis());
     let mut all = vec![

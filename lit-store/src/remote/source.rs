@@ -107,10 +107,7 @@ impl WeightSource for ObjectStoreSource {
         let path = child(&self.prefix, info.key);
         self.fetcher.fetch(path, range, what).await.map_err(|e| {
             if e.is_not_found() {
-                Error::not_found(format!(
-                    "{}: object {} of `{}` is missing",
-                    self.location, info.key, info.name
-                ))
+                info.missing(&self.location)
             } else {
                 e
             }
