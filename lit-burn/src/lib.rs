@@ -11,7 +11,9 @@
 //! - [`device`]: choosing Flex, NdArray or CUDA (probed, never panics);
 //! - [`paths`]: the `ParamId → path` map built once from the skeleton;
 //! - [`names`]: from module paths to store names and layouts (per-model adapters);
-//! - [`load`]: filling a module clone from layer bytes, zero-copy where possible;
+//! - [`plan`]: every parameter's tensor resolved and checked once, with how it is built;
+//! - [`load`]: filling a module clone from layer bytes by following the plan, zero-copy where
+//!   possible;
 //! - [`executor`]: the [`Streamer`], with prefetch, residency and a memory budget;
 //! - [`interop`]: a lit store as a burn-store `ModuleStore`, to load a model that fits whole;
 //! - [`models`]: built-in architectures (BERT sentence embeddings, Llama, GPT-2), built from the
@@ -54,6 +56,7 @@ pub mod load;
 pub mod models;
 pub mod names;
 pub mod paths;
+pub mod plan;
 pub mod save;
 
 pub use device::{DeviceKind, LitDevice};
@@ -63,6 +66,7 @@ pub use interop::LitModuleStore;
 pub use load::{LoadOptions, LoadReport, load_module};
 pub use names::{Identity, Layout, NameMap, NameRules, StoreTensor};
 pub use paths::{ParamInfo, ParamKind, ParamPaths};
+pub use plan::{LoadPlan, PlanEntry, Step};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../../README.md")]

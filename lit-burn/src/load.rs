@@ -1,28 +1,28 @@
 //! Filling a clone of a (sub)module's lazy parameters with tensors from [`LayerData`].
 //!
-//! [`load_module`] maps a clone of the module with a `ModuleMapper`. For each parameter it
-//! looks up the full path in a [`ParamPaths`], asks the [`NameMap`] for the store tensor and its
-//! [`Layout`], checks kind (float/int/bool) and shape against the skeleton, builds the tensor and
-//! hands it to `Param::transform_for_load`, which replaces the lazy initialiser without running
-//! it. The skeleton itself stays lazy: clones share only the lazy state, which loading never
-//! touches. Every problem is collected, so one error lists every bad tensor.
+//! A [`LoadPlan`](crate::plan::LoadPlan) says, for each parameter id, which tensor of which layer
+//! fills it and how (see [`crate::plan`]); [`fill`] maps a clone of the module with a
+//! `ModuleMapper` that follows it: each parameter's bytes are sliced out of its layer, wrapped as
+//! a `TensorData` and handed to `Param::transform_for_load`, which replaces the lazy initialiser
+//! without running it. The skeleton itself stays lazy: clones share only the lazy state, which
+//! loading never touches. [`load_module`] plans and fills in one call, listing every problem.
 //!
 //! **Copies.** A tensor whose bytes are aligned for its element type is wrapped with
 //! `Bytes::from_shared` over the layer's buffer: no copy, the module holds a reference to the
 //! layer. A misaligned tensor is copied once into an aligned buffer. Floats keep their stored
 //! type unless [`LoadOptions::float_dtype`] asks for another (one converting copy).
 
-use crate::dtype::{is_int, to_burn};
-use crate::error::{Error, LoadErrors, Problem, Result};
-use crate::names::{Identity, Layout, NameMap, StoreTensor};
-use crate::paths::{ParamInfo, ParamKind, ParamPaths};
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use crate::dtype::to_burn;
+use crate::error::{Error, LoadErrors, Result};
+use crate::names::{Identity, Layout, NameMap};
+use crate::paths::ParamPaths;
+use crate::plan::{LoadPlan, PlanRules, Step};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{
-    AllocationProperty, Bool, Bytes, DType as BurnDType, Device, FloatDType, Int, Tensor,
-    TensorData,
+    AllocationProperty, Bool, Bytes, DType as BurnDType, FloatDType, Int, Tensor, TensorData,
 };
-use lit_core::{DType, LayerData, TensorEntry};
-use std::collections::{HashMap, HashSet};
+use lit_core::{DType, LayerData, LayerEntry};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 /// How [`load_module`] reads tensors.
@@ -81,162 +81,142 @@ pub struct LoadReport {
 
 /// Returns a clone of `module` whose parameters are filled from `layers` (see the module docs).
 ///
-/// `paths` must have been built from `module` or from a module containing it.
+/// `paths` must have been built from `module` or from a module containing it. This plans the
+/// module against `layers` and fills it; a [`Streamer`](crate::Streamer) plans once and fills
+/// many times.
 pub fn load_module<M: Module>(
     module: &M,
     paths: &ParamPaths,
     layers: &[LayerData],
     options: &LoadOptions,
 ) -> Result<(M, LoadReport)> {
-    let mut tensors: HashMap<&str, (&TensorEntry, bytes::Bytes)> = HashMap::new();
-    for layer in layers {
-        for (entry, bytes) in layer.tensors() {
-            tensors.insert(entry.name.as_str(), (entry, bytes));
+    let mut problems = Vec::new();
+    let mut params = Vec::new();
+    let ids = param_ids(module);
+    for id in &ids {
+        match paths.get(*id) {
+            Ok(info) => params.push((*id, info)),
+            Err(p) => problems.push(p),
         }
     }
-    let mut loader = Loader {
-        paths,
-        options,
-        tensors,
-        used: HashSet::new(),
-        problems: Vec::new(),
-        report: LoadReport::default(),
-    };
-    let loaded = module.clone().map(&mut loader);
-    if !loader.problems.is_empty() {
-        return Err(Error::Load(LoadErrors {
-            problems: loader.problems,
-        }));
+    if !problems.is_empty() {
+        return Err(Error::Load(LoadErrors { problems }));
     }
-    let mut report = loader.report;
-    for layer in layers {
-        for t in &layer.entry.tensors {
-            if !loader.used.contains(t.name.as_str()) {
-                report.unused.push(t.name.clone());
-            }
-        }
-    }
+    let device = module.devices().into_iter().next();
+    let plan = LoadPlan::build(
+        params,
+        layers.iter().enumerate().map(|(i, l)| (i, &l.entry)),
+        options.rules(),
+        device.as_ref(),
+    )?;
+    let slots: Vec<(usize, &LayerData)> = layers.iter().enumerate().collect();
+    let (loaded, copied) = fill(module, &plan, &slots);
+    let report = LoadReport::of(&plan, &ids, &copied, layers.iter().map(|l| &l.entry));
     Ok((loaded, report))
 }
 
-struct Loader<'a> {
-    paths: &'a ParamPaths,
-    options: &'a LoadOptions,
-    tensors: HashMap<&'a str, (&'a TensorEntry, bytes::Bytes)>,
-    used: HashSet<String>,
-    problems: Vec<Problem>,
-    report: LoadReport,
-}
-
-/// A checked tensor, ready to become a Burn tensor.
-struct Prepared {
-    data: TensorData,
-    dtype: BurnDType,
-    layout: Layout,
-}
-
-impl Loader<'_> {
-    /// Finds, checks and wraps the tensor of parameter `id` (its kind and shape come from the
-    /// path map, built from the same parameter); `None` after recording a problem
-    /// (or a tolerated missing tensor).
-    fn prepare(&mut self, id: ParamId, device: &Device) -> Option<Prepared> {
-        let info = match self.paths.get(id) {
-            Ok(info) => info,
-            Err(p) => {
-                self.problems.push(p);
-                return None;
-            }
-        };
-        let target = self.options.names.resolve(info);
-        let Some((entry, bytes)) = self.tensors.get(target.name.as_str()).cloned() else {
-            if self.options.allow_missing {
-                self.report.missing.push(target.name);
-            } else {
-                self.problems.push(Problem::Missing {
-                    tensor: target.name,
-                    path: info.path.clone(),
-                });
-            }
-            return None;
-        };
-        if let Err(p) = check_entry(info, &target, entry) {
-            self.problems.push(p);
-            return None;
+impl LoadOptions {
+    pub(crate) fn rules(&self) -> PlanRules<'_> {
+        PlanRules {
+            names: self.names.as_ref(),
+            float_dtype: self.float_dtype,
+            allow_missing: self.allow_missing,
         }
-        let name = target.name;
-        let stored: Vec<usize> = entry.shape.iter().map(|&d| d as usize).collect();
-        let dtype = match (info.kind, self.options.float_dtype) {
-            (ParamKind::Float, Some(f)) => BurnDType::from(f),
-            (ParamKind::Bool, _) => device.settings().bool_dtype.into(),
-            _ => to_burn(entry.dtype),
-        };
-        if !device.supports_dtype(dtype) {
-            self.problems.push(Problem::UnsupportedDType {
-                tensor: name,
-                dtype: format!("{dtype:?}"),
-            });
-            return None;
-        }
-        let (raw, copied) = wrap_bytes(bytes, entry.dtype);
-        if copied || dtype != to_burn(entry.dtype) {
-            self.report.copied.push(name.clone());
-        }
-        self.used.insert(name.clone());
-        self.report.applied.push(name);
-        Some(Prepared {
-            data: TensorData::from_bytes(raw, stored, to_burn(entry.dtype)),
-            dtype,
-            layout: target.layout,
-        })
     }
 }
 
-/// Checks a stored tensor against the parameter it fills: element kind, layout, shape.
-pub(crate) fn check_entry(
-    info: &ParamInfo,
-    target: &StoreTensor,
-    entry: &TensorEntry,
-) -> std::result::Result<(), Problem> {
-    let kind_ok = match info.kind {
-        ParamKind::Float => entry.dtype.is_float(),
-        ParamKind::Int => is_int(entry.dtype),
-        ParamKind::Bool => entry.dtype == DType::Bool,
+impl LoadReport {
+    /// The report of a load of the parameters `ids` that followed `plan` from `layers`;
+    /// `copied` lists the parameters whose bytes were copied.
+    pub(crate) fn of<'a>(
+        plan: &LoadPlan,
+        ids: &[ParamId],
+        copied: &[ParamId],
+        layers: impl IntoIterator<Item = &'a LayerEntry>,
+    ) -> Self {
+        let mut report = LoadReport::default();
+        let mut used = HashSet::new();
+        for id in ids {
+            if let Some(e) = plan.get(id) {
+                used.insert(e.name.as_str());
+                report.applied.push(e.name.clone());
+            } else if let Some(name) = plan.missing(id) {
+                report.missing.push(name.to_string());
+            }
+        }
+        report.copied = copied
+            .iter()
+            .filter_map(|id| plan.get(id).map(|e| e.name.clone()))
+            .collect();
+        for layer in layers {
+            for t in &layer.tensors {
+                if !used.contains(t.name.as_str()) {
+                    report.unused.push(t.name.clone());
+                }
+            }
+        }
+        report
+    }
+}
+
+/// The ids of `module`'s parameters, in visiting order (no names are built).
+pub(crate) fn param_ids<M: Module>(module: &M) -> Vec<ParamId> {
+    struct Ids(Vec<ParamId>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            self.0.push(p.id);
+        }
+        fn visit_int<const D: usize>(&mut self, p: &Param<Tensor<D, Int>>) {
+            self.0.push(p.id);
+        }
+        fn visit_bool<const D: usize>(&mut self, p: &Param<Tensor<D, Bool>>) {
+            self.0.push(p.id);
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    module.visit(&mut ids);
+    ids.0
+}
+
+/// A clone of `module` filled by following `plan`, with the layers' bytes in `layers`
+/// (`(plan layer index, data)`); returns it with the parameters whose bytes were copied.
+/// Parameters the plan does not hold (tolerated missing) stay lazy.
+pub(crate) fn fill<M: Module>(
+    module: &M,
+    plan: &LoadPlan,
+    layers: &[(usize, &LayerData)],
+) -> (M, Vec<ParamId>) {
+    let mut filler = Filler {
+        plan,
+        layers,
+        copied: Vec::new(),
     };
-    if !kind_ok {
-        return Err(Problem::DTypeMismatch {
-            tensor: target.name.clone(),
-            path: info.path.clone(),
-            expected: match info.kind {
-                ParamKind::Float => "a float type",
-                ParamKind::Int => "an integer type",
-                ParamKind::Bool => "BOOL",
-            }
-            .into(),
-            found: entry.dtype,
-        });
-    }
-    let stored: Vec<usize> = entry.shape.iter().map(|&d| d as usize).collect();
-    let found = match target.layout {
-        Layout::AsStored => stored,
-        Layout::Transposed if stored.len() == 2 => vec![stored[1], stored[0]],
-        Layout::Transposed => {
-            return Err(Problem::BadLayout {
-                tensor: target.name.clone(),
-                reason: format!(
-                    "a transposed layout needs a 2-D tensor, the store has shape {stored:?}"
-                ),
-            });
+    let loaded = module.clone().map(&mut filler);
+    (loaded, filler.copied)
+}
+
+struct Filler<'a> {
+    plan: &'a LoadPlan,
+    layers: &'a [(usize, &'a LayerData)],
+    copied: Vec<ParamId>,
+}
+
+impl Filler<'_> {
+    /// The data of parameter `id` as its plan says, and its layout; `None` when it stays lazy.
+    fn data(&mut self, id: ParamId) -> Option<(TensorData, BurnDType, Layout)> {
+        let entry = self.plan.get(&id)?;
+        let (_, layer) = self.layers.iter().find(|(l, _)| *l == entry.layer)?;
+        let t = layer.entry.tensors.get(entry.tensor)?;
+        let bytes = layer
+            .bytes
+            .slice(t.offset as usize..(t.offset + t.len) as usize);
+        let (raw, copied) = wrap_bytes(bytes, entry.stored);
+        if copied || entry.step != Step::AsStored {
+            self.copied.push(id);
         }
-    };
-    if found != info.shape {
-        return Err(Problem::ShapeMismatch {
-            tensor: target.name.clone(),
-            path: info.path.clone(),
-            expected: info.shape.clone(),
-            found,
-        });
+        let data = TensorData::from_bytes(raw, entry.shape.clone(), to_burn(entry.stored));
+        Some((data, entry.dtype, entry.layout))
     }
-    Ok(())
 }
 
 /// Wraps a tensor's bytes for Burn without a copy when aligned for `dtype`; returns whether it
@@ -249,14 +229,14 @@ pub(crate) fn wrap_bytes(bytes: bytes::Bytes, dtype: DType) -> (Bytes, bool) {
     }
 }
 
-impl ModuleMapper for Loader<'_> {
+impl ModuleMapper for Filler<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
         let device = param.lazy_device();
-        let Some(p) = self.prepare(param.id, &device) else {
+        let Some((data, dtype, layout)) = self.data(param.id) else {
             return param;
         };
-        let tensor = Tensor::<D>::from_data(p.data, (&device, p.dtype));
-        let tensor = match p.layout {
+        let tensor = Tensor::<D>::from_data(data, (&device, dtype));
+        let tensor = match layout {
             Layout::AsStored => tensor,
             Layout::Transposed => tensor.transpose(),
         };
@@ -266,11 +246,11 @@ impl ModuleMapper for Loader<'_> {
 
     fn map_int<const D: usize>(&mut self, param: Param<Tensor<D, Int>>) -> Param<Tensor<D, Int>> {
         let device = param.lazy_device();
-        let Some(p) = self.prepare(param.id, &device) else {
+        let Some((data, dtype, layout)) = self.data(param.id) else {
             return param;
         };
-        let tensor = Tensor::<D, Int>::from_data(p.data, (&device, p.dtype));
-        let tensor = match p.layout {
+        let tensor = Tensor::<D, Int>::from_data(data, (&device, dtype));
+        let tensor = match layout {
             Layout::AsStored => tensor,
             Layout::Transposed => tensor.transpose(),
         };
@@ -283,11 +263,11 @@ impl ModuleMapper for Loader<'_> {
         param: Param<Tensor<D, Bool>>,
     ) -> Param<Tensor<D, Bool>> {
         let device = param.lazy_device();
-        let Some(p) = self.prepare(param.id, &device) else {
+        let Some((data, _, layout)) = self.data(param.id) else {
             return param;
         };
-        let tensor = Tensor::<D, Bool>::from_data(p.data, &device);
-        let tensor = match p.layout {
+        let tensor = Tensor::<D, Bool>::from_data(data, &device);
+        let tensor = match layout {
             Layout::AsStored => tensor,
             Layout::Transposed => tensor.transpose(),
         };

@@ -4,12 +4,13 @@
 use super::loaded::Loaded;
 use super::state::{Acquire, State};
 use crate::error::{Error, LoadErrors, Result};
-use crate::load::{LoadOptions, load_module};
+use crate::load::{fill, param_ids};
 use crate::paths::ParamPaths;
+use crate::plan::LoadPlan;
 use burn::module::{Module, ParamId};
 use burn::tensor::Device;
 use lit_core::{Event, LayerData, Observer, WeightSource, WeightSourceExt};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -17,9 +18,8 @@ use std::time::Instant;
 pub(crate) struct Inner {
     pub(crate) source: Arc<dyn WeightSource>,
     pub(crate) paths: ParamPaths,
-    /// Layer holding each parameter's tensor (absent: missing and allowed to be).
-    pub(crate) layer_of: HashMap<ParamId, usize>,
-    pub(crate) load: LoadOptions,
+    /// Every parameter's tensor and how it is built, resolved once by `Streamer::new`.
+    pub(crate) plan: LoadPlan,
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) budget: u64,
     pub(crate) device: Option<Device>,
@@ -78,24 +78,29 @@ impl Inner {
         }
     }
 
-    /// The layers `module`'s parameters live in, in index order.
-    fn layers_of<M: Module>(&self, module: &M) -> Result<Vec<usize>> {
+    /// The ids of `module`'s parameters and the layers they live in (in index order). Ids the
+    /// plan lacks are either tolerated missing tensors or not part of the skeleton (an error).
+    fn layers_of<M: Module>(&self, module: &M) -> Result<(Vec<ParamId>, Vec<usize>)> {
+        let ids = param_ids(module);
         let mut problems = Vec::new();
         let mut layers = BTreeSet::new();
-        for (id, info) in self.paths.params_of(module) {
-            match info {
-                Ok(_) => layers.extend(self.layer_of.get(&id).copied()),
-                Err(p) => problems.push(p),
+        for id in &ids {
+            match self.plan.get(id) {
+                Some(entry) => {
+                    layers.insert(entry.layer);
+                }
+                None if self.plan.missing(id).is_some() => {}
+                None => problems.extend(self.paths.get(*id).err()),
             }
         }
         if !problems.is_empty() {
             return Err(Error::Load(LoadErrors { problems }));
         }
-        Ok(layers.into_iter().collect())
+        Ok((ids, layers.into_iter().collect()))
     }
 
     pub(crate) fn load<M: Module>(self: &Arc<Self>, module: &M) -> Result<Loaded<M>> {
-        let need = self.layers_of(module)?;
+        let (ids, need) = self.layers_of(module)?;
         let manifest = self.source.manifest();
         // In held bytes (converted copies included), as the budget counts them.
         let need_bytes: u64 = {
@@ -168,19 +173,13 @@ impl Inner {
         for layer in resident_hits {
             self.emit_resident_hit(layer);
         }
-        match load_module(module, &self.paths, &data, &self.load) {
-            Ok((module, report)) => {
-                let now = Instant::now();
-                for &index in &need {
-                    self.emit(Event::ComputeStarted { index, at: now });
-                }
-                Ok(Loaded::new(module, report, self.clone(), owned, need))
-            }
-            Err(e) => {
-                let s = self.lock();
-                Err(self.abort(s, owned, e))
-            }
+        let slots: Vec<(usize, &LayerData)> = need.iter().copied().zip(&data).collect();
+        let (module, copied) = fill(module, &self.plan, &slots);
+        let now = Instant::now();
+        for &index in &need {
+            self.emit(Event::ComputeStarted { index, at: now });
         }
+        Ok(Loaded::new(module, ids, copied, self.clone(), owned, need))
     }
 
     fn emit_resident_hit(&self, index: usize) {

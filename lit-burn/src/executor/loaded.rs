@@ -2,6 +2,7 @@
 
 use super::Inner;
 use crate::load::LoadReport;
+use burn::module::ParamId;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use std::sync::Arc;
 pub struct Loaded<M> {
     // Dropped first: the tensors go before the budget is credited.
     module: M,
-    report: LoadReport,
+    /// The module's parameters, and those whose bytes were copied, for [`Loaded::report`].
+    ids: Vec<ParamId>,
+    copied: Vec<ParamId>,
     guard: Guard,
 }
 
@@ -32,14 +35,16 @@ impl Drop for Guard {
 impl<M> Loaded<M> {
     pub(crate) fn new(
         module: M,
-        report: LoadReport,
+        ids: Vec<ParamId>,
+        copied: Vec<ParamId>,
         inner: Arc<Inner>,
         owned: u64,
         layers: Vec<usize>,
     ) -> Self {
         Loaded {
             module,
-            report,
+            ids,
+            copied,
             guard: Guard {
                 inner,
                 owned,
@@ -48,9 +53,17 @@ impl<M> Loaded<M> {
         }
     }
 
-    /// What the load did (tensors applied, unused, copied).
-    pub fn report(&self) -> &LoadReport {
-        &self.report
+    /// What the load did (tensors applied, unused, copied), by store name. Built on demand
+    /// from the streamer's plan: loading itself handles no names.
+    pub fn report(&self) -> LoadReport {
+        let inner = &self.guard.inner;
+        let layers = &inner.source.manifest().layers;
+        LoadReport::of(
+            &inner.plan,
+            &self.ids,
+            &self.copied,
+            self.guard.layers.iter().map(|&l| &layers[l]),
+        )
     }
 
     /// Indices (in the manifest) of the layers this module was filled from.

@@ -32,14 +32,15 @@ pub use loaded::Loaded;
 pub use stats::{PassStats, StreamStats};
 
 use crate::error::{Error, LoadErrors, Problem, Result};
-use crate::load::{LoadOptions, check_entry};
+use crate::load::LoadOptions;
+use crate::plan::LoadPlan;
 use crate::names::NameMap;
 use crate::paths::ParamPaths;
 use burn::module::Module;
 use burn::tensor::Device;
 use lit_core::{NoObserver, Observer, WeightSource};
 use state::State;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
@@ -143,41 +144,32 @@ impl Streamer {
     ) -> Result<Self> {
         let paths = ParamPaths::from_module(skeleton);
         let manifest = source.manifest();
-        let mut problems: Vec<Problem> = paths
+        let shared: Vec<Problem> = paths
             .shared()
             .map(|p| Problem::AmbiguousParam { paths: p.to_vec() })
             .collect();
-        let tensors: HashMap<&str, (usize, &lit_core::TensorEntry)> = manifest
-            .layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| l.tensors.iter().map(move |t| (t.name.as_str(), (i, t))))
-            .collect();
-        let mut layer_of = HashMap::new();
-        for (id, info) in paths.iter() {
-            let target = options.load.names.resolve(info);
-            match tensors.get(target.name.as_str()) {
-                Some(&(layer, entry)) => match check_entry(info, &target, entry) {
-                    Ok(()) => {
-                        layer_of.insert(id, layer);
-                    }
-                    Err(p) => problems.push(p),
-                },
-                None if options.load.allow_missing => {}
-                None => problems.push(Problem::Missing {
-                    tensor: target.name,
-                    path: info.path.clone(),
-                }),
+        let device = skeleton.devices().first().cloned();
+        let plan = LoadPlan::build(
+            paths.iter(),
+            manifest.layers.iter().enumerate(),
+            options.load.rules(),
+            device.as_ref(),
+        );
+        let plan = match (plan, shared.is_empty()) {
+            (Ok(plan), true) => plan,
+            (Ok(_), false) => return Err(Error::Load(LoadErrors { problems: shared })),
+            (Err(Error::Load(mut e)), _) => {
+                e.problems.splice(0..0, shared);
+                return Err(Error::Load(e));
             }
-        }
-        if !problems.is_empty() {
-            return Err(Error::Load(LoadErrors { problems }));
-        }
-        let used: BTreeSet<usize> = layer_of.values().copied().collect();
+            (Err(e), _) => return Err(e),
+        };
+        let used: BTreeSet<usize> = plan.entries().map(|(_, e)| e.layer).collect();
         let sizes: Vec<u64> = manifest
             .layers
             .iter()
-            .map(|l| held_bytes(l, &options.load))
+            .enumerate()
+            .map(|(i, l)| plan.held_bytes(i, l.byte_len))
             .collect();
         if let Some(&big) = used.iter().max_by_key(|&&l| sizes[l])
             && sizes[big] > options.budget
@@ -199,11 +191,10 @@ impl Streamer {
         let inner = Arc::new(Inner {
             source,
             paths,
-            layer_of,
-            load: options.load,
+            plan,
             observer: options.observer,
             budget: options.budget,
-            device: skeleton.devices().first().cloned(),
+            device,
             state: Mutex::new(state),
             cond: Condvar::new(),
         });
@@ -312,27 +303,4 @@ impl Drop for Streamer {
             let _ = w.join();
         }
     }
-}
-
-/// Memory a layer takes while it is held: its bytes and, when the load options convert float
-/// tensors to another type (a bf16 store computed in f32), the converted copies too, which live
-/// alongside the stored bytes while the layer runs. The budget counts this, not the store bytes.
-fn held_bytes(layer: &lit_core::LayerEntry, load: &crate::LoadOptions) -> u64 {
-    let Some(target) = load.float_dtype else {
-        return layer.byte_len;
-    };
-    let target = match target {
-        burn::tensor::FloatDType::F64 => lit_core::DType::F64,
-        burn::tensor::FloatDType::F16 => lit_core::DType::F16,
-        burn::tensor::FloatDType::BF16 => lit_core::DType::BF16,
-        _ => lit_core::DType::F32,
-    };
-    // Any float tensor of another type is converted (f16 → bf16 too, at the same size).
-    let converted: u64 = layer
-        .tensors
-        .iter()
-        .filter(|t| t.dtype.is_float() && t.dtype != target)
-        .map(|t| t.len / t.dtype.size() as u64 * target.size() as u64)
-        .sum();
-    layer.byte_len + converted
 }
