@@ -2,7 +2,9 @@
 
 mod commands;
 mod plot;
+mod process;
 mod progress;
+mod report;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

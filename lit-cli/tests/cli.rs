@@ -132,10 +132,29 @@ fn kill_9_during_export_never_leaves_a_valid_store() {
 
 #[test]
 fn demo_streams_a_model_larger_than_its_budget() {
-    let out = lit(&["demo", "--params", "20M", "--tokens", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let report = dir.path().join("demo.json");
+    let out = lit(&[
+        "demo",
+        "--params",
+        "20M",
+        "--tokens",
+        "3",
+        "--stats-json",
+        report.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("token 3/3"), "{text}");
     assert!(text.contains("4.0× smaller than the model"), "{text}");
     assert!(text.contains("tokens/s"), "{text}");
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    let n = |key: &str| r[key].as_u64().unwrap_or_else(|| panic!("{key}: {r:#}"));
+    let (model, budget) = (n("model_bytes"), n("budget"));
+    assert!(model / 4 <= budget && budget <= model / 4 + 1, "{r:#}");
+    assert!(n("peak_held") <= budget, "{r:#}");
+    assert_eq!(n("passes"), 3, "{r:#}");
+    assert_eq!(r["generation"]["new_tokens"], 3, "{r:#}");
+    // Under a quarter of the model, most of it is read again every pass.
+    assert!(n("bytes_read") >= model + 2 * (model - budget), "{r:#}");
 }

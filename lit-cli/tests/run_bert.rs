@@ -53,11 +53,47 @@ fn run_bert_embeds_texts_under_a_budget() {
         "{report}"
     );
 
-    // Plain output: one line of 384 numbers per text, the same values.
-    let mut args = vec!["run", "bert", store_s, "--batch-size", "1"];
+    // Plain output: one line of 384 numbers per text, the same values; one pass per text, twice,
+    // reported with --stats-json.
+    let report = dir.path().join("report.json");
+    let mut args = vec![
+        "run",
+        "bert",
+        store_s,
+        "--batch-size",
+        "1",
+        "--repeat",
+        "2",
+        "--stats-json",
+        report.to_str().unwrap(),
+    ];
     args.extend(texts);
     let out = lit(&args);
     assert!(out.status.success(), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
+    assert_eq!(r["passes"], 6, "{r:#}");
+    assert_eq!(r["repeat_ms"].as_array().map(Vec::len), Some(2), "{r:#}");
+    assert_eq!(r["pass_ms"], serde_json::json!([]), "{r:#}");
+    assert!(r["budget"].is_null() && r["generation"].is_null(), "{r:#}");
+    // No budget: the first pass read every layer mean pooling uses (all but the pooler) once and
+    // kept it resident; the others read nothing.
+    let inspected = lit(&["inspect", store_s, "--json"]);
+    let inspect: serde_json::Value = serde_json::from_slice(&inspected.stdout).unwrap();
+    let used: u64 = inspect["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["name"] != "pooler")
+        .map(|l| l["bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(r["model_bytes"], inspect["total_bytes"], "{r:#}");
+    assert_eq!(r["bytes_read"], used, "{r:#}");
+    assert_eq!(r["resident_bytes"], used, "{r:#}");
+    assert!(
+        stderr(&out).contains("timing embed_ms="),
+        "{}",
+        stderr(&out)
+    );
     let plain: Vec<Vec<f32>> = stdout(&out)
         .lines()
         .map(|l| l.split(' ').map(|x| x.parse().unwrap()).collect())

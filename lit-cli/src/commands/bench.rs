@@ -39,7 +39,7 @@ pub(crate) struct Args {
     no_mmap: bool,
 }
 
-/// One mode's figures, parsed from a `lit run` process's closing lines.
+/// One mode's figures, from the report its `lit run` process wrote (`--stats-json`).
 #[derive(Debug, Clone, serde::Serialize)]
 struct Run {
     mode: String,
@@ -61,9 +61,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let arch = arch_of(source.as_ref())?;
     let model = manifest.total_bytes;
     let budget = args.budget.map(|b| b.as_u64()).unwrap_or(model / 4);
-    let can_drop = super::run::drop_page_cache();
+    let can_drop = crate::process::drop_page_cache();
     // A model larger than memory is never warm: every pass reads it from the disk.
-    let fits = mem_available().is_none_or(|free| model < free / 10 * 8);
+    let fits = crate::process::mem_available().is_none_or(|free| model < free / 10 * 8);
     let caches: &[&'static str] = match (can_drop, fits) {
         (true, true) => &["cold", "warm"],
         (true, false) => &["cold"],
@@ -74,7 +74,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut raw = Vec::new();
     for &cache in caches {
         if cache == "cold" {
-            super::run::drop_page_cache();
+            crate::process::drop_page_cache();
         } else {
             read_all(source.as_ref(), 2)?; // warm it
         }
@@ -306,13 +306,6 @@ const BERT_TEXTS: [&str; 8] = [
     "The stock market crashed after the announcement of new tariffs.",
 ];
 
-/// Bytes of memory available now (`MemAvailable`), if known.
-fn mem_available() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
-}
-
 /// One way of running the model: which memory budget, prefetch depth and read path.
 struct Mode {
     name: &'static str,
@@ -383,32 +376,24 @@ fn run_mode(
     if cache == "cold" {
         cmd.arg("--drop-caches");
     }
+    let report_file = tempfile::NamedTempFile::new()?;
+    cmd.arg("--stats-json").arg(report_file.path());
     let out = cmd.output().context("cannot run lit run")?;
-    let err = String::from_utf8_lossy(&out.stderr);
-    anyhow::ensure!(out.status.success(), "{mode} run failed:\n{err}");
-    let field = |key: &str| -> Option<String> {
-        err.lines()
-            .filter(|l| l.starts_with("stats ") || l.starts_with("timing "))
-            .flat_map(|l| l.split_whitespace())
-            .find_map(|kv| kv.strip_prefix(&format!("{key}=")).map(str::to_string))
-    };
-    let num = |key: &str| {
-        field(key)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(f64::NAN)
-    };
-    let passes: Vec<f64> = field(if arch == "bert" {
-        "embed_ms"
+    anyhow::ensure!(
+        out.status.success(),
+        "{mode} run failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = crate::report::RunReport::read(report_file.path())
+        .with_context(|| format!("the {mode} run's report"))?;
+    let passes = if arch == "bert" {
+        &report.repeat_ms
     } else {
-        "pass_ms"
-    })
-    .unwrap_or_default()
-    .split(',')
-    .filter_map(|p| p.parse().ok())
-    .collect();
+        &report.pass_ms
+    };
     let later = &passes[passes.len().min(1)..];
-    let passes_n = num("passes").max(1.0);
-    let bytes_read = num("bytes_read");
+    let passes_n = report.passes.max(1) as f64;
+    let bytes_read = report.bytes_read as f64;
     // The first pass reads the whole model.
     let first_pass_bytes = model_bytes as f64;
     Ok(Run {
@@ -423,8 +408,8 @@ fn run_mode(
         } else {
             bytes_read
         },
-        resident_bytes: num("resident_bytes") as u64,
-        peak_rss: num("peak_rss") as u64,
-        open_to_first_compute_ms: num("open_to_first_compute_ms"),
+        resident_bytes: report.resident_bytes,
+        peak_rss: report.peak_rss.unwrap_or(0),
+        open_to_first_compute_ms: report.open_to_first_compute_ms.unwrap_or(f64::NAN),
     })
 }

@@ -3,6 +3,7 @@
 //! prints tokens/s, bytes read per token and peak RSS against the budget.
 
 use crate::progress::{WriteProgress, human_bytes};
+use crate::report::RunReport;
 use anyhow::Context;
 use lit_burn::models::generate::{GenerateOptions, generate_with, with_f32_compute};
 use lit_burn::models::llama::Llama;
@@ -33,6 +34,9 @@ pub(crate) struct Args {
     /// Tokens to generate.
     #[arg(long, default_value_t = 8)]
     tokens: usize,
+    /// Also write the run's report (bytes, seconds, peak RSS, pass times) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -89,7 +93,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_prefetch(args.prefetch)
         .with_names(Llama::names());
     let options = with_f32_compute(source.as_ref(), options);
-    let started = Instant::now();
     let streamer = Streamer::new(source, &model, options)?;
     let prompt = [1u32, 2, 3, 4];
     let mut count = 0;
@@ -111,30 +114,41 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         },
     )
     .context("generation failed")?;
-    let seconds = started.elapsed().as_secs_f64();
+    let report = RunReport::streamed(
+        &streamer,
+        Some(budget),
+        args.prefetch,
+        generation.passes(),
+        generation.total().as_secs_f64(),
+    )
+    .with_generation(&generation, prompt.len());
 
-    let stats = streamer.stats();
-    let passes = generation.passes().max(1);
-    let rss = crate::commands::run::peak_rss().unwrap_or(0);
     println!("3. results");
     println!(
-        "   {:.2} tokens/s after the prompt ({} passes in {seconds:.2} s)",
+        "   {:.2} tokens/s after the prompt ({} passes in {:.2} s)",
         generation.tokens_per_second(),
-        passes
+        report.passes,
+        report.seconds
     );
     println!(
         "   {} read from the store per pass (model {}, resident {})",
-        human_bytes(stats.bytes_read_total() / passes as u64),
-        human_bytes(model_bytes),
-        human_bytes(stats.resident_bytes)
+        human_bytes(report.bytes_read / report.passes.max(1) as u64),
+        human_bytes(report.model_bytes),
+        human_bytes(report.resident_bytes)
     );
     println!(
         "   peak weights held {} of the {} budget; peak RSS of the whole process {}",
-        human_bytes(stats.peak_bytes_held),
+        human_bytes(report.peak_held),
         human_bytes(budget),
-        human_bytes(rss)
+        report
+            .peak_rss
+            .map(human_bytes)
+            .unwrap_or_else(|| "unknown".into())
     );
     println!("   the model never had to fit in memory: each layer was fetched, run and released.");
+    if let Some(path) = &args.stats_json {
+        crate::report::write_json(&report, path)?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

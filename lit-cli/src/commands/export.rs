@@ -1,6 +1,6 @@
 //! `lit export SRC DST`
 
-use crate::progress::{WriteProgress, human_bytes, mb_per_s};
+use crate::progress::WriteProgress;
 use anyhow::Context;
 use lit_core::DType;
 use lit_core::grouping::GroupingOptions;
@@ -35,6 +35,9 @@ pub(crate) struct Args {
     /// Model name recorded in the store.
     #[arg(long)]
     name: Option<String>,
+    /// Also write the export's report (bytes written, seconds, peak RSS) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    stats_json: Option<PathBuf>,
     #[command(flatten)]
     reach: super::StoreArgs,
 }
@@ -72,26 +75,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     progress.finish();
     let report = report?;
-    let m = &report.manifest;
-    println!(
-        "exported {} layers, {} tensors, {} to {} in {:.2} s ({:.0} MB/s); peak RSS {} (largest layer {})",
-        m.layers.len(),
-        m.total_tensors,
-        human_bytes(report.bytes_written),
-        super::shown(&args.dst),
-        report.seconds,
-        mb_per_s(report.bytes_written, report.seconds),
-        super::run::peak_rss()
-            .map(human_bytes)
-            .unwrap_or_else(|| "unknown".into()),
-        human_bytes(m.largest_layer_bytes()),
-    );
-    eprintln!(
-        "stats bytes_written={} seconds={:.6} peak_rss={} largest_layer={}",
-        report.bytes_written,
-        report.seconds,
-        super::run::peak_rss().unwrap_or(0),
-        m.largest_layer_bytes()
-    );
+    crate::report::ExportReport::new(&report, super::shown(&args.dst))
+        .finish(args.stats_json.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

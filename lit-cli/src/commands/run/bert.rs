@@ -59,17 +59,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let start = Instant::now();
     let mut vectors = Vec::new();
-    let mut pass_ms = Vec::new();
+    let mut repeat_ms = Vec::new();
     for _ in 0..args.repeat {
         if args.drop_caches {
             anyhow::ensure!(
-                super::drop_page_cache(),
+                crate::process::drop_page_cache(),
                 "--drop-caches needs root (cannot write /proc/sys/vm/drop_caches)"
             );
         }
         let pass = Instant::now();
         vectors = embedder.embed(&texts)?;
-        pass_ms.push(format!("{:.3}", pass.elapsed().as_secs_f64() * 1e3));
+        repeat_ms.push(pass.elapsed().as_secs_f64() * 1e3);
     }
     let seconds = start.elapsed().as_secs_f64();
 
@@ -85,12 +85,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     let passes = texts.len().div_ceil(args.batch_size.max(1)) * args.repeat as usize;
-    super::report(
-        embedder.streamer(),
-        passes,
-        seconds,
-        args.common.budget.map(|b| b.as_u64()),
-    );
-    eprintln!("timing embed_ms={}", pass_ms.join(","));
+    let report = crate::report::RunReport {
+        repeat_ms,
+        ..args.common.report(embedder.streamer(), passes, seconds)
+    };
+    report.finish(args.common.stats_json.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }

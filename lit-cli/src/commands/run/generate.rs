@@ -1,10 +1,11 @@
 //! `lit run llama|gpt2 STORE --prompt P --max-tokens N`
 
+use crate::report::RunReport;
 use anyhow::Context;
 use lit_burn::models::decoder::{Resident, Weights};
 use lit_burn::models::generate::{
-    CausalLm, GenerateOptions, Tokenizer, decode, encode, generate_with, store_tokenizer,
-    with_f32_compute,
+    CausalLm, GenerateOptions, Generation, Tokenizer, decode, encode, generate_with,
+    store_tokenizer, with_f32_compute,
 };
 use lit_burn::models::gpt2::Gpt2;
 use lit_burn::models::llama::Llama;
@@ -56,7 +57,7 @@ pub(crate) struct Args {
 pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
     if args.drop_caches {
         anyhow::ensure!(
-            super::drop_page_cache(),
+            crate::process::drop_page_cache(),
             "--drop-caches needs root (cannot write /proc/sys/vm/drop_caches)"
         );
     }
@@ -137,15 +138,12 @@ impl<M: CausalLm, N: NameMap + Clone + 'static> RunModel for (M, N, Vec<u32>) {
         let options = options.with_names(names.clone());
         if !ctx.args.plain {
             let streamer = Streamer::new(source, model, options)?;
-            let seconds = go(&ctx, &streamer, model, eos)?;
-            let passes = seconds.len();
-            super::report(
-                &streamer,
-                passes,
-                seconds.iter().sum(),
-                ctx.args.common.budget.map(|b| b.as_u64()),
-            );
-            return finish(&ctx, &seconds);
+            let out = go(&ctx, &streamer, model, eos)?;
+            let report = ctx
+                .args
+                .common
+                .report(&streamer, out.passes(), out.total().as_secs_f64());
+            return finish(&ctx, report, &out);
         }
         // Plain Burn: every layer read, the whole model built, then run as an ordinary module.
         let m = source.manifest();
@@ -155,22 +153,9 @@ impl<M: CausalLm, N: NameMap + Clone + 'static> RunModel for (M, N, Vec<u32>) {
         let paths = lit_burn::ParamPaths::from_module(model);
         let (whole, _) = lit_burn::load_module(model, &paths, &layers, &options.load)?;
         drop(layers);
-        let seconds = go(&ctx, &Resident, &whole, eos)?;
-        let rss = super::peak_rss().unwrap_or(0);
-        eprintln!(
-            "plain Burn: whole model in memory; peak RSS {}",
-            crate::progress::human_bytes(rss)
-        );
-        eprintln!(
-            "stats passes={} seconds={:.6} bytes_read={} resident_bytes={} peak_held={} peak_rss={rss} budget=0 largest_layer={}",
-            seconds.len(),
-            seconds.iter().sum::<f64>(),
-            m.total_bytes,
-            m.total_bytes,
-            m.total_bytes,
-            m.largest_layer_bytes(),
-        );
-        finish(&ctx, &seconds)
+        let out = go(&ctx, &Resident, &whole, eos)?;
+        let report = RunReport::plain(m, out.passes(), out.total().as_secs_f64());
+        finish(&ctx, report, &out)
     }
 }
 
@@ -229,13 +214,13 @@ impl Observer for RunObserver {
     }
 }
 
-/// Generates, prints the tokens, and returns the seconds of each pass.
+/// Generates and prints the tokens.
 fn go<M: CausalLm, W: Weights>(
     ctx: &Ctx<'_>,
     weights: &W,
     model: &M,
     eos: Vec<u32>,
-) -> anyhow::Result<Vec<f64>> {
+) -> anyhow::Result<Generation> {
     let args = ctx.args;
     let options = GenerateOptions::greedy(args.max_tokens)
         .with_temperature(args.temperature, args.seed)
@@ -244,7 +229,7 @@ fn go<M: CausalLm, W: Weights>(
     let out = generate_with(weights, model, ctx.prompt, &options, |_| {
         pass_ends.push(Instant::now());
         if args.drop_caches {
-            super::drop_page_cache();
+            crate::process::drop_page_cache();
         }
     })
     .context("generation failed")?;
@@ -253,35 +238,25 @@ fn go<M: CausalLm, W: Weights>(
     if let Some(t) = ctx.tokenizer {
         println!("{}", decode(t, &out.tokens)?);
     }
-    eprintln!(
-        "{} prompt tokens in {:.1} ms; {} new tokens, {:.2} tokens/s after the first (KV cache {})",
-        ctx.prompt.len(),
-        out.prefill.as_secs_f64() * 1e3,
-        out.tokens.len(),
-        out.tokens_per_second(),
-        crate::progress::human_bytes(out.kv_cache_bytes),
-    );
     if let Some(path) = &args.events {
         ctx.observer.write(path, &pass_ends)?;
     }
-    let mut seconds = vec![out.prefill.as_secs_f64()];
-    seconds.extend(out.steps.iter().map(|d| d.as_secs_f64()));
-    Ok(seconds)
+    Ok(out)
 }
 
-/// The closing `timing` line: open → first compute and each pass.
-fn finish(ctx: &Ctx<'_>, seconds: &[f64]) -> anyhow::Result<ExitCode> {
+/// Closes the run: its report, with the generation and the time from opening the store to the
+/// first compute, printed and (with `--stats-json`) written.
+fn finish(ctx: &Ctx<'_>, report: RunReport, generation: &Generation) -> anyhow::Result<ExitCode> {
     let first = ctx
         .observer
         .first_compute
         .get()
         .map(|t| t.duration_since(ctx.opened).as_secs_f64() * 1e3);
-    let passes: Vec<String> = seconds.iter().map(|s| format!("{:.3}", s * 1e3)).collect();
-    eprintln!(
-        "timing open_to_first_compute_ms={:.3} pass_ms={}",
-        first.unwrap_or(f64::NAN),
-        passes.join(",")
-    );
+    let report = RunReport {
+        open_to_first_compute_ms: first,
+        ..report.with_generation(generation, ctx.prompt.len())
+    };
+    report.finish(ctx.args.common.stats_json.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,7 +3,7 @@
 mod bert;
 mod generate;
 
-use crate::progress::human_bytes;
+use crate::report::RunReport;
 use anyhow::Context;
 use lit_burn::{LitDevice, StreamOptions, Streamer};
 use lit_core::WeightSource;
@@ -43,6 +43,9 @@ pub(crate) struct Common {
     /// Compute device: cpu (Flex), ndarray, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,
+    /// Also write the run's report (bytes, seconds, peak RSS, pass times) as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) stats_json: Option<std::path::PathBuf>,
 }
 
 impl Common {
@@ -56,13 +59,23 @@ impl Common {
         LitDevice::parse(&self.device).with_context(|| format!("device `{}`", self.device))
     }
 
+    /// The `--budget` in bytes.
+    pub(crate) fn budget(&self) -> Option<u64> {
+        self.budget.map(|b| b.as_u64())
+    }
+
     /// Stream options from the flags.
     pub(crate) fn stream_options(&self) -> StreamOptions {
         let options = StreamOptions::default().with_prefetch(self.prefetch);
-        match self.budget {
-            Some(b) => options.with_budget(b.as_u64()),
+        match self.budget() {
+            Some(b) => options.with_budget(b),
             None => options,
         }
+    }
+
+    /// The report of `passes` passes through `streamer` run with these flags, taking `seconds`.
+    pub(crate) fn report(&self, streamer: &Streamer, passes: usize, seconds: f64) -> RunReport {
+        RunReport::streamed(streamer, self.budget(), self.prefetch, passes, seconds)
     }
 }
 
@@ -72,54 +85,4 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         Model::Llama(a) => generate::run(a, generate::Arch::Llama),
         Model::Gpt2(a) => generate::run(a, generate::Arch::Gpt2),
     }
-}
-
-/// Drops the kernel's page cache (needs root); whether it could.
-pub(crate) fn drop_page_cache() -> bool {
-    let _ = std::process::Command::new("sync").status();
-    std::fs::write("/proc/sys/vm/drop_caches", "3\n").is_ok()
-}
-
-/// Peak resident set size of this process so far (VmHWM), in bytes.
-pub(crate) fn peak_rss() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// The closing lines every run prints (to stderr, so stdout stays machine-readable); the last is
-/// `stats key=value …` in bytes and seconds, for scripts and tests.
-pub(crate) fn report(streamer: &Streamer, passes: usize, seconds: f64, budget: Option<u64>) {
-    let stats = streamer.stats();
-    let per_pass = seconds / passes.max(1) as f64;
-    eprintln!(
-        "{passes} passes in {seconds:.2} s ({:.1} ms/pass); read {} from the store ({} resident in {} layers)",
-        per_pass * 1e3,
-        human_bytes(stats.bytes_read_total()),
-        human_bytes(stats.resident_bytes),
-        stats.resident_layers,
-    );
-    let rss = peak_rss();
-    let shown = rss.map(human_bytes).unwrap_or_else(|| "unknown".into());
-    match budget {
-        Some(b) => eprintln!(
-            "peak RSS {shown} (weights budget {}; peak weights held {})",
-            human_bytes(b),
-            human_bytes(stats.peak_bytes_held)
-        ),
-        None => eprintln!(
-            "peak RSS {shown} (no budget; peak weights held {})",
-            human_bytes(stats.peak_bytes_held)
-        ),
-    }
-    eprintln!(
-        "stats passes={passes} seconds={seconds:.6} bytes_read={} resident_bytes={} peak_held={} peak_rss={} budget={} largest_layer={}",
-        stats.bytes_read_total(),
-        stats.resident_bytes,
-        stats.peak_bytes_held,
-        rss.unwrap_or(0),
-        budget.unwrap_or(0),
-        streamer.source().manifest().largest_layer_bytes(),
-    );
 }
