@@ -22,8 +22,8 @@ use burn::tensor::{
     AllocationProperty, Bool, Bytes, DType as BurnDType, FloatDType, Int, Tensor, TensorData,
 };
 use lit_core::{DType, LayerData, LayerEntry};
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 /// How [`load_module`] reads tensors.
 #[derive(Debug, Clone)]
@@ -109,9 +109,17 @@ pub fn load_module<M: Module>(
         options.rules(),
         device.as_ref(),
     )?;
-    let slots: Vec<(usize, &LayerData)> = layers.iter().enumerate().collect();
-    let (loaded, copied) = fill(module, &plan, &slots);
-    let report = LoadReport::of(&plan, &ids, &copied, layers.iter().map(|l| &l.entry));
+    let slots: Vec<LayerSlot<'_>> = layers
+        .iter()
+        .enumerate()
+        .map(|(layer, data)| LayerSlot {
+            layer,
+            data,
+            converted: None,
+        })
+        .collect();
+    let (loaded, filled) = fill(module, &plan, &slots);
+    let report = LoadReport::of(&plan, &ids, &filled.copied, layers.iter().map(|l| &l.entry));
     Ok((loaded, report))
 }
 
@@ -178,43 +186,102 @@ pub(crate) fn param_ids<M: Module>(module: &M) -> Vec<ParamId> {
     ids.0
 }
 
-/// A clone of `module` filled by following `plan`, with the layers' bytes in `layers`
-/// (`(plan layer index, data)`); returns it with the parameters whose bytes were copied.
-/// Parameters the plan does not hold (tolerated missing) stay lazy.
+/// Tensors a resident layer's steps already built (converted or dequantized), by position in
+/// the layer, so that later loads of the layer reuse them instead of converting again. Their
+/// bytes are shared: a clone costs nothing. The budget counts them (see [`crate::plan`]).
+pub(crate) type Converted = Arc<Mutex<HashMap<usize, TensorData>>>;
+
+/// A layer's bytes for [`fill`]: its index in the plan, its data, and its converted tensors
+/// when it is resident.
+pub(crate) struct LayerSlot<'a> {
+    pub(crate) layer: usize,
+    pub(crate) data: &'a LayerData,
+    pub(crate) converted: Option<Converted>,
+}
+
+/// A clone of `module` filled by following `plan` from `layers`; returns it with the parameters
+/// whose bytes were copied or converted. Parameters the plan does not hold (tolerated missing)
+/// stay lazy.
 pub(crate) fn fill<M: Module>(
     module: &M,
     plan: &LoadPlan,
-    layers: &[(usize, &LayerData)],
-) -> (M, Vec<ParamId>) {
+    layers: &[LayerSlot<'_>],
+) -> (M, Filled) {
     let mut filler = Filler {
         plan,
         layers,
         copied: Vec::new(),
+        converted: 0,
     };
     let loaded = module.clone().map(&mut filler);
-    (loaded, filler.copied)
+    (
+        loaded,
+        Filled {
+            copied: filler.copied,
+            converted: filler.converted,
+        },
+    )
+}
+
+/// What [`fill`] did besides filling.
+pub(crate) struct Filled {
+    /// Parameters whose bytes were copied or converted (from a cache or not).
+    pub(crate) copied: Vec<ParamId>,
+    /// Tensors a step converted in this fill (cache hits not counted).
+    pub(crate) converted: usize,
 }
 
 struct Filler<'a> {
     plan: &'a LoadPlan,
-    layers: &'a [(usize, &'a LayerData)],
+    layers: &'a [LayerSlot<'a>],
     copied: Vec<ParamId>,
+    converted: usize,
 }
 
 impl Filler<'_> {
     /// The data of parameter `id` as its plan says, and its layout; `None` when it stays lazy.
     fn data(&mut self, id: ParamId) -> Option<(TensorData, BurnDType, Layout)> {
         let entry = self.plan.get(&id)?;
-        let (_, layer) = self.layers.iter().find(|(l, _)| *l == entry.layer)?;
-        let t = layer.entry.tensors.get(entry.tensor)?;
-        let bytes = layer
+        let slot = self.layers.iter().find(|s| s.layer == entry.layer)?;
+        let converts = entry.step != Step::AsStored;
+        if converts {
+            self.copied.push(id);
+            let cached = slot.converted.as_ref().and_then(|c| {
+                let c = c.lock().unwrap_or_else(|e| e.into_inner());
+                c.get(&entry.tensor).cloned()
+            });
+            if let Some(data) = cached {
+                return Some((data, entry.dtype, entry.layout));
+            }
+        }
+        let t = slot.data.entry.tensors.get(entry.tensor)?;
+        let bytes = slot
+            .data
             .bytes
             .slice(t.offset as usize..(t.offset + t.len) as usize);
         let (raw, copied) = wrap_bytes(bytes, entry.stored);
-        if copied || entry.step != Step::AsStored {
+        if copied && !converts {
             self.copied.push(id);
         }
-        let data = TensorData::from_bytes(raw, entry.shape.clone(), to_burn(entry.stored));
+        let stored = TensorData::from_bytes(raw, entry.shape.clone(), to_burn(entry.stored));
+        if converts {
+            self.converted += 1;
+        }
+        let data = match entry.step {
+            Step::AsStored => stored,
+            Step::Cast { to, .. } => stored.convert_dtype(to.into()),
+        };
+        let data = match &slot.converted {
+            Some(cache) if converts => {
+                // Shared bytes: the cache and the module hold one copy.
+                let (bytes, shape, dtype) = data.into_parts();
+                let data = TensorData::from_bytes(bytes.shared(), shape, dtype);
+                let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
+                c.insert(entry.tensor, data.clone());
+                data
+            }
+            _ => data,
+        };
         Some((data, entry.dtype, entry.layout))
     }
 }

@@ -312,3 +312,61 @@ fn the_budget_counts_converted_copies() {
         "converted copies were not counted"
     );
 }
+
+/// Resident layers keep the tensors their plan converted: once the model is resident, a pass
+/// converts nothing and still computes the same values; streamed layers convert every pass.
+#[test]
+fn resident_layers_convert_once() {
+    let device = Device::flex();
+    let net = resident(4, &device);
+    let tensors: Vec<_> = named_tensors(&net, false)
+        .into_iter()
+        .map(|(name, data)| (name, data.convert_dtype(burn::tensor::DType::BF16)))
+        .collect();
+    let n_tensors = tensors.len();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("bf16");
+    write_store(&dir, &tensors);
+    let source: Arc<dyn WeightSource> = Arc::new(lit_store::LocalSource::open(&dir).unwrap());
+    let f32_compute = || {
+        StreamOptions::default().with_load_options(
+            lit_burn::LoadOptions::default().with_float_dtype(burn::tensor::FloatDType::F32),
+        )
+    };
+    let skeleton = Net::new(LinearLayout::Row, &device);
+    let run = |streamer: &Streamer| -> Vec<Vec<f32>> {
+        (0..3)
+            .map(|_| {
+                let out = streamed_forward(streamer, &skeleton, input(&device)).unwrap();
+                streamer.end_pass();
+                out.into_data().try_to_vec().unwrap()
+            })
+            .collect()
+    };
+
+    let everything = Streamer::new(source.clone(), &skeleton, f32_compute()).unwrap();
+    let outs = run(&everything);
+    let converted: Vec<usize> = everything.stats().passes[..3]
+        .iter()
+        .map(|p| p.tensors_converted)
+        .collect();
+    assert_eq!(converted, [n_tensors, 0, 0]);
+    assert_eq!(bits_of(&outs[0]), bits_of(&outs[2]), "cached tensors differ");
+
+    // A budget of the largest layer: nothing resident, every pass converts everything again.
+    let (_, largest) = largest_layer(source.as_ref());
+    let floats = 2 * largest; // bf16 -> f32 doubles each tensor; layers hold little else
+    let tight = f32_compute().with_prefetch(0).with_budget(largest + floats);
+    let streamed = Streamer::new(source, &skeleton, tight).unwrap();
+    let outs_streamed = run(&streamed);
+    let stats = streamed.stats();
+    assert_eq!(stats.resident_layers, 0);
+    for p in &stats.passes[..3] {
+        assert_eq!(p.tensors_converted, n_tensors);
+    }
+    assert_eq!(bits_of(&outs_streamed[2]), bits_of(&outs[2]));
+}
+
+fn bits_of(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}

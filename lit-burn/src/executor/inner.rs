@@ -4,7 +4,7 @@
 use super::loaded::Loaded;
 use super::state::{Acquire, State};
 use crate::error::{Error, LoadErrors, Result};
-use crate::load::{fill, param_ids};
+use crate::load::{LayerSlot, fill, param_ids};
 use crate::paths::ParamPaths;
 use crate::plan::LoadPlan;
 use burn::module::{Module, ParamId};
@@ -168,18 +168,29 @@ impl Inner {
             }
         }
         s.demand = 0;
+        let slots: Vec<LayerSlot<'_>> = need
+            .iter()
+            .zip(&data)
+            .map(|(&layer, data)| LayerSlot {
+                layer,
+                data,
+                converted: s.converted(layer),
+            })
+            .collect();
         drop(s);
         self.cond.notify_all();
         for layer in resident_hits {
             self.emit_resident_hit(layer);
         }
-        let slots: Vec<(usize, &LayerData)> = need.iter().copied().zip(&data).collect();
-        let (module, copied) = fill(module, &self.plan, &slots);
+        let (module, filled) = fill(module, &self.plan, &slots);
+        if filled.converted > 0 {
+            self.lock().count_converted(filled.converted);
+        }
         let now = Instant::now();
         for &index in &need {
             self.emit(Event::ComputeStarted { index, at: now });
         }
-        Ok(Loaded::new(module, ids, copied, self.clone(), owned, need))
+        Ok(Loaded::new(module, ids, filled.copied, self.clone(), owned, need))
     }
 
     fn emit_resident_hit(&self, index: usize) {

@@ -12,14 +12,16 @@
 //! one layer at a time. With a budget ≥ the model every layer stays resident after the first pass.
 
 use crate::executor::stats::PassStats;
+use crate::load::Converted;
 use lit_core::LayerData;
 use std::collections::{HashMap, HashSet};
 
 /// Where a layer's bytes are.
 #[derive(Debug)]
 pub(crate) enum Slot {
-    /// Kept for the whole run.
-    Resident(LayerData),
+    /// Kept for the whole run, with the converted tensors its loads made (see
+    /// [`Converted`]), which go when it stops being resident.
+    Resident(LayerData, Converted),
     /// Being read (by a prefetch worker or by a loading thread).
     Fetching,
     /// Prefetched, waiting for its `load`.
@@ -135,11 +137,19 @@ impl State {
         &self.plan
     }
 
+    /// The converted-tensor cache of `layer` while it is resident.
+    pub(crate) fn converted(&self, layer: usize) -> Option<Converted> {
+        match self.slots.get(&layer) {
+            Some(Slot::Resident(_, converted)) => Some(converted.clone()),
+            _ => None,
+        }
+    }
+
     /// Bytes and count of layers resident now.
     pub(crate) fn resident(&self) -> (u64, usize) {
         self.slots
             .iter()
-            .filter(|(_, s)| matches!(s, Slot::Resident(_)))
+            .filter(|(_, s)| matches!(s, Slot::Resident(..)))
             .fold((0, 0), |(b, n), (&l, _)| (b + self.sizes[l], n + 1))
     }
 
@@ -152,7 +162,7 @@ impl State {
         let evict: Vec<usize> = self
             .slots
             .iter()
-            .filter(|(l, s)| matches!(s, Slot::Resident(_)) && !self.resident_set.contains(l))
+            .filter(|(l, s)| matches!(s, Slot::Resident(..)) && !self.resident_set.contains(l))
             .map(|(&l, _)| l)
             .collect();
         for l in evict {
@@ -210,8 +220,9 @@ impl State {
     pub(crate) fn acquire(&mut self, layer: usize, need: &[usize]) -> Acquire {
         let size = self.sizes[layer];
         match self.slots.remove(&layer) {
-            Some(Slot::Resident(data)) => {
-                self.slots.insert(layer, Slot::Resident(data.clone()));
+            Some(Slot::Resident(data, converted)) => {
+                self.slots
+                    .insert(layer, Slot::Resident(data.clone(), converted));
                 self.passes.last_mut().expect("pass").resident_hits += 1;
                 return Acquire::Have { data, owned: false };
             }
@@ -254,7 +265,7 @@ impl State {
                 if self.held + size <= self.budget {
                     break;
                 }
-                if !need.contains(l) && matches!(self.slots.get(l), Some(Slot::Resident(_))) {
+                if !need.contains(l) && matches!(self.slots.get(l), Some(Slot::Resident(..))) {
                     self.slots.remove(l);
                     self.resident_set.remove(l);
                     self.held -= self.sizes[*l];
@@ -287,6 +298,11 @@ impl State {
         }
     }
 
+    /// Counts tensors a load converted (see [`PassStats::tensors_converted`]).
+    pub(crate) fn count_converted(&mut self, tensors: usize) {
+        self.passes.last_mut().expect("pass").tensors_converted += tensors;
+    }
+
     fn count_read(&mut self, bytes: u64) {
         let pass = self.passes.last_mut().expect("pass");
         pass.bytes_read += bytes;
@@ -296,7 +312,8 @@ impl State {
     /// Keeps `data` resident if `layer` is in the resident set; returns whether it did.
     fn keep_resident(&mut self, layer: usize, data: &LayerData) -> bool {
         if self.resident_set.contains(&layer) {
-            self.slots.insert(layer, Slot::Resident(data.clone()));
+            self.slots
+                .insert(layer, Slot::Resident(data.clone(), Converted::default()));
             true
         } else {
             false
@@ -319,7 +336,7 @@ impl State {
             }
             let layer = self.plan[(self.cursor + step) % n];
             match self.slots.get(&layer) {
-                Some(Slot::Resident(_)) => continue,
+                Some(Slot::Resident(..)) => continue,
                 Some(_) => window += 1,
                 None => {
                     let size = self.sizes[layer];

@@ -12,6 +12,9 @@ pub struct PassStats {
     pub layers_read: usize,
     /// Layers served from the resident set.
     pub resident_hits: usize,
+    /// Tensors converted or dequantized by their load plan step in this pass. Resident layers
+    /// keep theirs, so once everything is resident a pass converts nothing.
+    pub tensors_converted: usize,
 }
 
 /// A snapshot of a streamer's counters.
