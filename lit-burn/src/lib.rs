@@ -15,6 +15,8 @@
 //! - [`load`]: filling a module clone from layer bytes by following the plan, zero-copy where
 //!   possible;
 //! - [`executor`]: the [`Streamer`], with prefetch, residency and a memory budget;
+//! - [`memory`]: the memory available to the process (cgroup limits included), for the default
+//!   budget;
 //! - [`interop`]: a lit store as a burn-store `ModuleStore`, to load a model that fits whole;
 //! - [`models`]: built-in architectures (BERT sentence embeddings, Llama, GPT-2), built from the
 //!   config kept in the store.
@@ -53,6 +55,7 @@ pub mod error;
 pub mod executor;
 pub mod interop;
 pub mod load;
+pub mod memory;
 pub mod models;
 pub mod names;
 pub mod paths;
@@ -61,7 +64,7 @@ pub mod save;
 
 pub use device::{DeviceKind, LitDevice};
 pub use error::{Error, LoadErrors, Problem, Result};
-pub use executor::{Loaded, PassStats, StreamOptions, StreamStats, Streamer};
+pub use executor::{Budget, BudgetChoice, Loaded, PassStats, StreamOptions, StreamStats, Streamer};
 pub use interop::LitModuleStore;
 pub use load::{LoadOptions, LoadReport, load_module};
 pub use names::{Identity, Layout, NameMap, NameRules, StoreTensor};

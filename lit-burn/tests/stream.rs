@@ -351,7 +351,11 @@ fn resident_layers_convert_once() {
         .map(|p| p.tensors_converted)
         .collect();
     assert_eq!(converted, [n_tensors, 0, 0]);
-    assert_eq!(bits_of(&outs[0]), bits_of(&outs[2]), "cached tensors differ");
+    assert_eq!(
+        bits_of(&outs[0]),
+        bits_of(&outs[2]),
+        "cached tensors differ"
+    );
 
     // A budget of the largest layer: nothing resident, every pass converts everything again.
     let (_, largest) = largest_layer(source.as_ref());

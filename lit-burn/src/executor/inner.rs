@@ -22,6 +22,7 @@ pub(crate) struct Inner {
     pub(crate) plan: LoadPlan,
     pub(crate) observer: Arc<dyn Observer>,
     pub(crate) budget: u64,
+    pub(crate) budget_choice: super::BudgetChoice,
     pub(crate) device: Option<Device>,
     pub(crate) state: Mutex<State>,
     pub(crate) cond: Condvar,
@@ -190,7 +191,14 @@ impl Inner {
         for &index in &need {
             self.emit(Event::ComputeStarted { index, at: now });
         }
-        Ok(Loaded::new(module, ids, filled.copied, self.clone(), owned, need))
+        Ok(Loaded::new(
+            module,
+            ids,
+            filled.copied,
+            self.clone(),
+            owned,
+            need,
+        ))
     }
 
     fn emit_resident_hit(&self, index: usize) {

@@ -20,22 +20,26 @@
 //!
 //! **Budget.** Resident layers + reads in flight + prefetched layers + layers of modules still
 //! loaded never exceed the byte budget (see the `state` module). A budget below the largest
-//! layer the model needs is an error at [`Streamer::new`].
+//! layer the model needs is an error at [`Streamer::new`]. By default the budget is
+//! [`Budget::Auto`]: the whole model when it fits in the memory available, otherwise a share of
+//! that memory ([`Streamer::budget`] says what was chosen).
 
+mod budget;
 mod inner;
 mod loaded;
 mod state;
 pub mod stats;
 
+pub use budget::{AUTO_SHARE, Budget, BudgetChoice, PROCESS_RESERVE};
 use inner::Inner;
 pub use loaded::Loaded;
 pub use stats::{PassStats, StreamStats};
 
 use crate::error::{Error, LoadErrors, Problem, Result};
 use crate::load::LoadOptions;
-use crate::plan::LoadPlan;
 use crate::names::NameMap;
 use crate::paths::ParamPaths;
+use crate::plan::LoadPlan;
 use burn::module::Module;
 use burn::tensor::Device;
 use lit_core::{NoObserver, Observer, WeightSource};
@@ -46,11 +50,16 @@ use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
+/// Most prefetch threads a streamer starts, whatever [`StreamOptions::prefetch`] asks: more
+/// reads in flight than this gain nothing on any storage lit was measured on.
+pub const MAX_PREFETCH_THREADS: usize = 16;
+
 /// Options of a [`Streamer`].
 #[derive(Clone)]
 pub struct StreamOptions {
-    /// Most bytes of layer buffers held at once. Default: unlimited (everything stays resident).
-    pub budget: u64,
+    /// Most bytes of layer buffers held at once. Default: [`Budget::Auto`], sized from the
+    /// memory available (everything stays resident when the model fits).
+    pub budget: Budget,
     /// How many layers to read ahead in the background (0: read on demand). Default: 1.
     pub prefetch: usize,
     /// Names, layouts and dtype handling of the tensors.
@@ -62,7 +71,7 @@ pub struct StreamOptions {
 impl Default for StreamOptions {
     fn default() -> Self {
         StreamOptions {
-            budget: u64::MAX,
+            budget: Budget::Auto,
             prefetch: 1,
             load: LoadOptions::default(),
             observer: Arc::new(NoObserver),
@@ -81,9 +90,10 @@ impl fmt::Debug for StreamOptions {
 }
 
 impl StreamOptions {
-    /// Holds at most `bytes` of layers at once.
-    pub fn with_budget(mut self, bytes: u64) -> Self {
-        self.budget = bytes;
+    /// Holds at most `budget` of layers at once: a number of bytes, [`Budget::All`] or
+    /// [`Budget::Auto`].
+    pub fn with_budget(mut self, budget: impl Into<Budget>) -> Self {
+        self.budget = budget.into();
         self
     }
 
@@ -171,34 +181,40 @@ impl Streamer {
             .enumerate()
             .map(|(i, l)| plan.held_bytes(i, l.byte_len))
             .collect();
+        let largest = used.iter().map(|&l| sizes[l]).max().unwrap_or(0);
+        let model_bytes = used.iter().map(|&l| sizes[l]).sum();
+        let choice = BudgetChoice::for_this_process(options.budget, model_bytes, largest);
+        let budget = choice.bytes;
         if let Some(&big) = used.iter().max_by_key(|&&l| sizes[l])
-            && sizes[big] > options.budget
+            && sizes[big] > budget
         {
             return Err(Error::BudgetTooSmall {
                 what: format!("layer `{}`", manifest.layers[big].name),
                 needed: sizes[big],
-                budget: options.budget,
+                budget,
             });
         }
+        // Reading further ahead than the model is long means nothing, and each slot is a
+        // thread: bound them whatever was asked.
+        let prefetch = options
+            .prefetch
+            .min(used.len().saturating_sub(1))
+            .min(MAX_PREFETCH_THREADS);
         let read_sizes = manifest.layers.iter().map(|l| l.byte_len).collect();
-        let state = State::new(
-            sizes,
-            used.into_iter().collect(),
-            options.budget,
-            options.prefetch,
-        )
-        .with_read_sizes(read_sizes);
+        let state = State::new(sizes, used.into_iter().collect(), budget, prefetch)
+            .with_read_sizes(read_sizes);
         let inner = Arc::new(Inner {
             source,
             paths,
             plan,
             observer: options.observer,
-            budget: options.budget,
+            budget,
+            budget_choice: choice,
             device,
             state: Mutex::new(state),
             cond: Condvar::new(),
         });
-        let workers = (0..options.prefetch)
+        let workers = (0..prefetch)
             .map(|k| {
                 let inner = inner.clone();
                 std::thread::Builder::new()
@@ -277,6 +293,12 @@ impl Streamer {
             .iter()
             .map(|&l| layers[l].name.clone())
             .collect()
+    }
+
+    /// The budget this streamer works within, and how it was chosen (print it: an automatic
+    /// budget says what it found).
+    pub fn budget(&self) -> &BudgetChoice {
+        &self.inner.budget_choice
     }
 
     /// The skeleton's parameter paths.

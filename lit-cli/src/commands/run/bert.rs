@@ -55,6 +55,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => SentenceEmbedder::open(source, device.device(), options)?,
     }
     .with_batch_size(args.batch_size);
+    super::announce_budget(embedder.streamer());
 
     let texts: Vec<&str> = args.texts.iter().map(String::as_str).collect();
     let start = Instant::now();

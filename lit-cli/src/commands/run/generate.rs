@@ -138,6 +138,7 @@ impl<M: CausalLm, N: NameMap + Clone + 'static> RunModel for (M, N, Vec<u32>) {
         let options = options.with_names(names.clone());
         if !ctx.args.plain {
             let streamer = Streamer::new(source, model, options)?;
+            super::announce_budget(&streamer);
             let out = go(&ctx, &streamer, model, eos)?;
             let report = ctx
                 .args

@@ -5,7 +5,7 @@ mod generate;
 
 use crate::report::RunReport;
 use anyhow::Context;
-use lit_burn::{LitDevice, StreamOptions, Streamer};
+use lit_burn::{Budget, LitDevice, StreamOptions, Streamer};
 use lit_core::WeightSource;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -33,10 +33,12 @@ pub(crate) struct Common {
     pub(crate) store: String,
     #[command(flatten)]
     pub(crate) reach: super::StoreArgs,
-    /// Memory budget for weights: resident layers + prefetches + the running layer (e.g. 512MiB).
-    /// Default: the whole model (everything stays resident after the first pass).
-    #[arg(long, value_name = "SIZE")]
-    pub(crate) budget: Option<bytesize::ByteSize>,
+    /// Memory budget for weights: resident layers + prefetches + the running layer. A size
+    /// (512MiB), `all` (no limit: everything stays resident) or `auto`. Default: auto, the whole
+    /// model when it fits in the memory available (cgroup limits included), otherwise 3/4 of that
+    /// memory, streaming the rest.
+    #[arg(long, value_name = "SIZE|all|auto", value_parser = parse_budget)]
+    pub(crate) budget: Option<Budget>,
     /// Layers fetched ahead of the running one.
     #[arg(long, default_value_t = 2)]
     pub(crate) prefetch: usize,
@@ -59,23 +61,41 @@ impl Common {
         LitDevice::parse(&self.device).with_context(|| format!("device `{}`", self.device))
     }
 
-    /// The `--budget` in bytes.
-    pub(crate) fn budget(&self) -> Option<u64> {
-        self.budget.map(|b| b.as_u64())
-    }
-
     /// Stream options from the flags.
     pub(crate) fn stream_options(&self) -> StreamOptions {
-        let options = StreamOptions::default().with_prefetch(self.prefetch);
-        match self.budget() {
-            Some(b) => options.with_budget(b),
-            None => options,
-        }
+        StreamOptions::default()
+            .with_prefetch(self.prefetch)
+            .with_budget(self.budget.unwrap_or_default())
     }
 
     /// The report of `passes` passes through `streamer` run with these flags, taking `seconds`.
     pub(crate) fn report(&self, streamer: &Streamer, passes: usize, seconds: f64) -> RunReport {
-        RunReport::streamed(streamer, self.budget(), self.prefetch, passes, seconds)
+        let budget = Some(streamer.budget().bytes).filter(|&b| b != u64::MAX);
+        RunReport::streamed(streamer, budget, self.prefetch, passes, seconds)
+    }
+}
+
+/// Says which budget an automatic `--budget` chose, and warns when the machine may not hold the
+/// budget (to stderr).
+pub(crate) fn announce_budget(streamer: &Streamer) {
+    let choice = streamer.budget();
+    if choice.asked == Budget::Auto {
+        eprintln!("{choice}");
+    }
+    if let Some(w) = &choice.warning {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// `--budget`: a size, `all` or `auto`.
+fn parse_budget(s: &str) -> Result<Budget, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "all" => Ok(Budget::All),
+        "auto" => Ok(Budget::Auto),
+        size => size
+            .parse::<bytesize::ByteSize>()
+            .map(|b| Budget::Bytes(b.as_u64()))
+            .map_err(|_| format!("expected a size (512MiB, 2GB), `all` or `auto`, not `{s}`")),
     }
 }
 
