@@ -13,9 +13,10 @@
 //! - [`names`]: from module paths to store names and layouts (per-model adapters);
 //! - [`load`]: filling a module clone from layer bytes, zero-copy where possible;
 //! - [`executor`]: the [`Streamer`], with prefetch, residency and a memory budget;
+//! - [`weights`]: where a forward pass gets its weights ([`Weights`]: streamed or [`Resident`]);
 //! - [`interop`]: a lit store as a burn-store `ModuleStore`, to load a model that fits whole;
 //! - [`models`]: built-in architectures (BERT sentence embeddings, Llama, GPT-2), built from the
-//!   config kept in the store.
+//!   config kept in the store, each behind one [`models::Architecture`] in a registry.
 //!
 //! ```no_run
 //! use burn::module::Module;
@@ -55,6 +56,7 @@ pub mod models;
 pub mod names;
 pub mod paths;
 pub mod save;
+pub mod weights;
 
 pub use device::{DeviceKind, LitDevice};
 pub use error::{Error, LoadErrors, Problem, Result};
@@ -63,6 +65,7 @@ pub use interop::LitModuleStore;
 pub use load::{LoadOptions, LoadReport, load_module};
 pub use names::{Identity, Layout, NameMap, NameRules, StoreTensor};
 pub use paths::{ParamInfo, ParamKind, ParamPaths};
+pub use weights::{Resident, Weights};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../../README.md")]

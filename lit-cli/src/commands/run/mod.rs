@@ -69,8 +69,9 @@ impl Common {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.model {
         Model::Bert(a) => bert::run(a),
-        Model::Llama(a) => generate::run(a, generate::Arch::Llama),
-        Model::Gpt2(a) => generate::run(a, generate::Arch::Gpt2),
+        // The subcommand is the architecture's `model_type` in the registry.
+        Model::Llama(a) => generate::run(a, "llama"),
+        Model::Gpt2(a) => generate::run(a, "gpt2"),
     }
 }
 
