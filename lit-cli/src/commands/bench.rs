@@ -20,7 +20,8 @@ pub(crate) struct Args {
     store: String,
     #[command(flatten)]
     reach: super::StoreArgs,
-    /// Weights budget for the streamed modes (default: a quarter of the model).
+    /// Weights budget for the streamed modes (default: a quarter of the model, at least the
+    /// least budget the architecture runs under).
     #[arg(long, value_name = "SIZE")]
     budget: Option<bytesize::ByteSize>,
     /// Prefetch depth of the lit mode.
@@ -63,7 +64,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let arch = architecture_of(source.as_ref()).context("lit bench cannot run this store")?;
     let embeds = arch.task() == Task::Embed;
     let model = manifest.total_bytes;
-    let budget = args.budget.map(|b| b.as_u64()).unwrap_or(model / 4);
+    let budget = args
+        .budget
+        .map(|b| b.as_u64())
+        .unwrap_or_else(|| (model / 4).max(arch.min_budget(&manifest)));
     let can_drop = super::run::drop_page_cache();
     // A model larger than memory is never warm: every pass reads it from the disk.
     let fits = mem_available().is_none_or(|free| model < free / 10 * 8);
