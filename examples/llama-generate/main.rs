@@ -7,7 +7,8 @@
 //! ```
 
 use burn::tensor::Device;
-use lit_burn::models::generate::{GenerateOptions, generate_with, with_f32_compute};
+use lit_burn::models::decoder::with_f32_compute;
+use lit_burn::models::generate::{GenerateOptions, generate_with};
 use lit_burn::models::llama::Llama;
 use lit_burn::models::synth::{Synth, SynthConfig};
 use lit_burn::{StreamOptions, Streamer};

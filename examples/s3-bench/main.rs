@@ -15,7 +15,8 @@
 
 use burn::tensor::Device;
 use futures::StreamExt;
-use lit_burn::models::generate::{GenerateOptions, generate, with_f32_compute};
+use lit_burn::models::decoder::with_f32_compute;
+use lit_burn::models::generate::{GenerateOptions, generate};
 use lit_burn::models::llama::Llama;
 use lit_burn::models::synth::{Synth, SynthConfig, parse_count};
 use lit_burn::{StreamOptions, Streamer};

@@ -17,9 +17,10 @@
 //! - [`executor`]: the [`Streamer`], with prefetch, residency and a memory budget;
 //! - [`memory`]: the memory available to the process (cgroup limits included), for the default
 //!   budget;
+//! - [`weights`]: where a forward pass gets its weights ([`Weights`]: streamed or [`Resident`]);
 //! - [`interop`]: a lit store as a burn-store `ModuleStore`, to load a model that fits whole;
 //! - [`models`]: built-in architectures (BERT sentence embeddings, Llama, GPT-2), built from the
-//!   config kept in the store.
+//!   config kept in the store, each behind one [`models::Architecture`] in a registry.
 //!
 //! ```no_run
 //! use burn::module::Module;
@@ -61,6 +62,7 @@ pub mod names;
 pub mod paths;
 pub mod plan;
 pub mod save;
+pub mod weights;
 
 pub use device::{DeviceKind, LitDevice};
 pub use error::{Error, LoadErrors, Problem, Result};
@@ -70,6 +72,7 @@ pub use load::{LoadOptions, LoadReport, load_module};
 pub use names::{Identity, Layout, NameMap, NameRules, StoreTensor};
 pub use paths::{ParamInfo, ParamKind, ParamPaths};
 pub use plan::{LoadPlan, PlanEntry, Step};
+pub use weights::{Resident, Weights};
 
 /// The README's Rust examples, compiled as doctests so they stay true.
 #[doc = include_str!("../../README.md")]

@@ -25,7 +25,8 @@
 
 mod embedder;
 
-pub use embedder::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, SentenceEmbedder, tokenizer_from_json};
+pub use super::tokenizer::tokenizer_from_json;
+pub use embedder::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, SentenceEmbedder};
 
 use super::linear::linear;
 use crate::error::{Error, Result};
@@ -422,4 +423,34 @@ pub fn mean_pool_normalize(hidden: Tensor<3>, mask: Tensor<3>) -> Tensor<2> {
         .sqrt()
         .clamp_min(1e-12);
     (mean / norm).reshape([b, d])
+}
+
+/// BERT in the registry ([`super::arch::architectures`]): `model_type` `bert`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BertArch;
+
+impl super::arch::Architecture for BertArch {
+    fn model_type(&self) -> &'static str {
+        "bert"
+    }
+
+    fn description(&self) -> &'static str {
+        "BERT encoder for sentence embeddings (mean pooling, L2 normalisation)"
+    }
+
+    fn task(&self) -> super::arch::Task {
+        super::arch::Task::Embed
+    }
+
+    fn skeleton_params(&self, config: &[u8], device: &Device) -> Result<crate::ParamPaths> {
+        let model = BertConfig::from_json(config)?.init(device);
+        Ok(crate::ParamPaths::from_module(&model))
+    }
+
+    fn names(&self, manifest: Option<&Manifest>) -> NameRules {
+        match manifest {
+            Some(m) => Bert::names_for(m),
+            None => Bert::names(""),
+        }
+    }
 }

@@ -1,66 +1,15 @@
-//! What the decoders share: how weights arrive ([`Weights`]), the [`KvCache`], rotary position
-//! embeddings ([`Rope`]) and causal (grouped-query) attention.
+//! What the decoders share: the [`KvCache`], rotary position embeddings ([`Rope`]), causal
+//! (grouped-query) attention, and their `f32` compute ([`with_f32_compute`]). How weights arrive
+//! ([`Weights`], [`Resident`]) is [`crate::weights`], re-exported here.
 
+use crate::StreamOptions;
 use crate::error::Result;
-use crate::executor::{Loaded, Streamer};
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use std::ops::Deref;
+use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
+use lit_core::{DType, WeightSource};
 
-/// Where a forward pass gets each submodule's weights from.
-///
-/// [`Streamer`] fills a clone of each submodule from the store and releases it when dropped;
-/// [`Resident`] runs a model that is already filled (loaded whole).
-pub trait Weights {
-    /// A filled module, alive while it is used.
-    type Held<M: Module>: Deref<Target = M>;
-
-    /// `module` (a submodule of the model the pass runs) with its weights.
-    fn load<M: Module>(&self, module: &M) -> Result<Self::Held<M>>;
-
-    /// Called at the end of each forward pass (one token step).
-    fn end_pass(&self) {}
-}
-
-impl Weights for Streamer {
-    type Held<M: Module> = Loaded<M>;
-
-    fn load<M: Module>(&self, module: &M) -> Result<Loaded<M>> {
-        Streamer::load(self, module)
-    }
-
-    fn end_pass(&self) {
-        Streamer::end_pass(self)
-    }
-}
-
-/// Weights already in the model: `load` returns a (cheap, `Arc`-sharing) clone of the module.
-///
-/// Use it with a model loaded whole (for example by [`crate::load_module`] on the skeleton).
-/// On a lazy skeleton it would initialise random weights.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Resident;
-
-/// A module [`Resident`] hands out.
-#[derive(Debug)]
-pub struct Held<M>(M);
-
-impl<M> Deref for Held<M> {
-    type Target = M;
-
-    fn deref(&self) -> &M {
-        &self.0
-    }
-}
-
-impl Weights for Resident {
-    type Held<M: Module> = Held<M>;
-
-    fn load<M: Module>(&self, module: &M) -> Result<Held<M>> {
-        Ok(Held(module.clone()))
-    }
-}
+pub use crate::weights::{Held, Resident, Weights};
 
 /// Keys and values of every layer for the positions processed so far. It lives outside the
 /// model, so it stays while the weights stream through.
@@ -281,4 +230,49 @@ pub(crate) fn check_ids(ids: &[u32], vocab: usize) -> Result<()> {
 pub(crate) fn ids_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
     let v: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
     Tensor::from_data(TensorData::new(v, [1, ids.len()]), device)
+}
+
+/// Whether the store holds float weights other than `f32`. The decoders compute in `f32`, so
+/// such stores are run with [`crate::LoadOptions::with_float_dtype`]`(FloatDType::F32)` (one
+/// conversion per load).
+pub fn has_non_f32_floats(source: &dyn WeightSource) -> bool {
+    source
+        .manifest()
+        .layers
+        .iter()
+        .flat_map(|l| &l.tensors)
+        .any(|t| t.dtype.is_float() && t.dtype != DType::F32)
+}
+
+/// `options` with the conversion to `f32` that the decoders need when the store holds other
+/// float types (see [`has_non_f32_floats`]).
+pub fn with_f32_compute(source: &dyn WeightSource, mut options: StreamOptions) -> StreamOptions {
+    if has_non_f32_floats(source) {
+        options.load = options.load.with_float_dtype(FloatDType::F32);
+    }
+    options
+}
+
+/// Token ids from a config field that is an id, a list of ids, or absent.
+pub(crate) fn token_ids(v: Option<&serde_json::Value>) -> Vec<u32> {
+    match v {
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32).into_iter().collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|x| x.as_u64().map(|n| n as u32))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_ids_from_config_fields() {
+        assert_eq!(token_ids(Some(&serde_json::json!([1, 2]))), [1, 2]);
+        assert_eq!(token_ids(Some(&serde_json::json!(7))), [7]);
+        assert!(token_ids(None).is_empty());
+    }
 }

@@ -1,16 +1,15 @@
-//! Generation with any causal LM ([`CausalLm`]): one forward pass per token, the KV cache kept
-//! across passes while the weights stream, greedy or seeded temperature sampling.
+//! The generation loop, for any causal LM ([`CausalLm`]): one forward pass per token, the KV cache
+//! kept across passes while the weights stream. Tokens are chosen by [`super::sampling`]; prompts
+//! are tokenized by [`super::tokenizer`].
 
-use super::decoder::{KvCache, Weights};
+use super::decoder::KvCache;
 use super::rng::Rng;
-use crate::StreamOptions;
+use super::sampling::sample;
 use crate::error::{Error, Result};
+use crate::weights::Weights;
 use burn::module::Module;
 use burn::tensor::{FloatDType, Tensor};
-use lit_core::{DType, WeightSource, WeightSourceExt};
 use std::time::{Duration, Instant};
-
-pub use tokenizers::Tokenizer;
 
 /// A decoder that runs token ids to next-token logits, one pass at a time.
 pub trait CausalLm: Module {
@@ -33,6 +32,11 @@ pub trait CausalLm: Module {
 
     /// Most positions the model can take, if bounded.
     fn max_positions(&self) -> Option<usize>;
+
+    /// Tokens that end generation (the config's `eos_token_id`); none by default.
+    fn stop_tokens(&self) -> Vec<u32> {
+        Vec::new()
+    }
 }
 
 /// Options of [`generate`].
@@ -207,123 +211,4 @@ pub fn to_rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
         .try_to_vec::<f32>()
         .map_err(|e| Error::InvalidArgument(format!("cannot read logits: {e:?}")))?;
     Ok((0..n).map(|i| data[i * v..(i + 1) * v].to_vec()).collect())
-}
-
-/// Picks a token from `logits`: argmax (lowest id on ties) when `temperature <= 0`, otherwise a
-/// draw from `softmax(logits / temperature)`.
-pub fn sample_token(logits: &[f32], temperature: f32, seed: u64) -> u32 {
-    sample(logits, temperature, &mut Rng::new(seed))
-}
-
-fn sample(logits: &[f32], temperature: f32, rng: &mut Rng) -> u32 {
-    let argmax = || {
-        let mut best = 0;
-        for (i, &x) in logits.iter().enumerate() {
-            if x > logits[best] {
-                best = i;
-            }
-        }
-        best as u32
-    };
-    if temperature <= 0.0 || logits.is_empty() {
-        return argmax();
-    }
-    let t = temperature as f64;
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let weights: Vec<f64> = logits
-        .iter()
-        .map(|&x| ((x as f64 - max) / t).exp())
-        .collect();
-    let total: f64 = weights.iter().sum();
-    if !total.is_finite() || total <= 0.0 {
-        return argmax();
-    }
-    let mut r = rng.next_f64() * total;
-    for (i, w) in weights.iter().enumerate() {
-        r -= w;
-        if r < 0.0 {
-            return i as u32;
-        }
-    }
-    argmax()
-}
-
-/// The store's `tokenizer.json`, if it has one, with padding and truncation off.
-pub fn store_tokenizer(source: &dyn WeightSource) -> Result<Option<Tokenizer>> {
-    if source.manifest().aux_index("tokenizer.json").is_none() {
-        return Ok(None);
-    }
-    let bytes = futures::executor::block_on(source.read_aux("tokenizer.json"))?;
-    let bad = |e: tokenizers::Error| Error::InvalidArgument(format!("tokenizer.json: {e}"));
-    let mut tokenizer = Tokenizer::from_bytes(&bytes).map_err(bad)?;
-    // Prompts are neither padded nor cut (some tokenizer.json files pad to a fixed length).
-    tokenizer.with_padding(None);
-    tokenizer.with_truncation(None).map_err(bad)?;
-    Ok(Some(tokenizer))
-}
-
-/// `text` as token ids (with the tokenizer's special tokens, e.g. a BOS).
-pub fn encode(tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>> {
-    let encoding = tokenizer
-        .encode(text, true)
-        .map_err(|e| Error::InvalidArgument(format!("cannot tokenize the prompt: {e}")))?;
-    Ok(encoding.get_ids().to_vec())
-}
-
-/// `ids` as text (special tokens skipped).
-pub fn decode(tokenizer: &Tokenizer, ids: &[u32]) -> Result<String> {
-    tokenizer
-        .decode(ids, true)
-        .map_err(|e| Error::InvalidArgument(format!("cannot decode ids: {e}")))
-}
-
-/// Whether the store holds float weights other than `f32`. The decoders compute in `f32`, so
-/// such stores are run with [`crate::LoadOptions::with_float_dtype`]`(FloatDType::F32)` (one
-/// conversion per load).
-pub fn has_non_f32_floats(source: &dyn WeightSource) -> bool {
-    source
-        .manifest()
-        .layers
-        .iter()
-        .flat_map(|l| &l.tensors)
-        .any(|t| t.dtype.is_float() && t.dtype != DType::F32)
-}
-
-/// `options` with the conversion to `f32` that the decoders need when the store holds other
-/// float types (see [`has_non_f32_floats`]).
-pub fn with_f32_compute(source: &dyn WeightSource, mut options: StreamOptions) -> StreamOptions {
-    if has_non_f32_floats(source) {
-        options.load = options.load.with_float_dtype(FloatDType::F32);
-    }
-    options
-}
-
-/// Token ids from a config field that is an id, a list of ids, or absent.
-pub(crate) fn token_ids(v: Option<&serde_json::Value>) -> Vec<u32> {
-    match v {
-        Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n as u32).into_iter().collect(),
-        Some(serde_json::Value::Array(a)) => a
-            .iter()
-            .filter_map(|x| x.as_u64().map(|n| n as u32))
-            .collect(),
-        _ => Vec::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn greedy_ties_and_sampling() {
-        assert_eq!(sample_token(&[1.0, 3.0, 3.0, 2.0], 0.0, 0), 1);
-        let logits = [0.0, 5.0, 0.0, 0.0];
-        let draws: Vec<u32> = (0..200).map(|s| sample_token(&logits, 1.0, s)).collect();
-        let ones = draws.iter().filter(|&&d| d == 1).count();
-        assert!(ones > 150 && ones < 200, "{ones}");
-        assert_eq!(sample_token(&logits, 1.0, 9), sample_token(&logits, 1.0, 9));
-        assert_eq!(token_ids(Some(&serde_json::json!([1, 2]))), [1, 2]);
-        assert_eq!(token_ids(Some(&serde_json::json!(7))), [7]);
-        assert!(token_ids(None).is_empty());
-    }
 }

@@ -2,16 +2,21 @@
 //! …; an optional `transformer.` prefix is detected). HF's `Conv1D` weights are `[in, out]`, which
 //! is Burn's Row layout: they load as stored. The LM head is tied to `wte`.
 
-use super::decoder::{KvCache, Weights, check_ids, device_of, ids_tensor};
+use super::arch::{Architecture, Decoder, Task};
+use super::decoder::{KvCache, check_ids, device_of, ids_tensor, token_ids, with_f32_compute};
 use super::generate::CausalLm;
 use super::linear::linear;
+use super::synth::{SynthConfig, best_by_depth, vocab_for};
 use crate::error::{Error, Result};
+use crate::executor::StreamOptions;
 use crate::names::NameRules;
+use crate::paths::ParamPaths;
+use crate::weights::Weights;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, gelu_approximate};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use lit_core::{WeightSource, WeightSourceExt};
+use lit_core::{Manifest, WeightSource, WeightSourceExt};
 use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face `GPT2Config` that the model uses.
@@ -91,7 +96,41 @@ impl Gpt2Config {
 
     /// The token ids that end generation.
     pub fn eos_ids(&self) -> Vec<u32> {
-        super::generate::token_ids(self.eos_token_id.as_ref())
+        token_ids(self.eos_token_id.as_ref())
+    }
+
+    /// A config of about `target` parameters, for synthetic models (64-wide heads, 1024
+    /// positions, depth close to `width / 64`).
+    pub fn with_params(target: u64) -> Self {
+        let vocab = vocab_for(target, 50_257);
+        let build = |h: usize, layers: usize| Gpt2Config {
+            n_embd: h,
+            n_head: (h / 64).max(1),
+            n_layer: layers,
+            n_positions: 1024,
+            vocab_size: vocab,
+            n_inner: None,
+            layer_norm_epsilon: 1e-5,
+            activation_function: "gelu_new".into(),
+            scale_attn_weights: true,
+            scale_attn_by_inverse_layer_idx: false,
+            eos_token_id: None,
+            bos_token_id: None,
+        };
+        best_by_depth(target, 64.0, build, |c| c.num_params())
+    }
+
+    /// The shape in words: `hidden 768, 12 layers, 12 heads, mlp 3072, vocab 50257, 1024 positions`.
+    pub fn describe(&self) -> String {
+        format!(
+            "hidden {}, {} layers, {} heads, mlp {}, vocab {}, {} positions",
+            self.n_embd,
+            self.n_layer,
+            self.n_head,
+            self.inner(),
+            self.vocab_size,
+            self.n_positions
+        )
     }
 
     fn validate(&self) -> Result<()> {
@@ -273,11 +312,13 @@ impl Gpt2 {
     /// From module paths to Hugging Face names (`LayerNorm` `gamma`/`beta` are
     /// `weight`/`bias`), with a `transformer.` prefix when `source` has one.
     pub fn names_for(source: &dyn WeightSource) -> NameRules {
-        let prefixed = source.manifest().find_tensor("wte.weight").is_none()
-            && source
-                .manifest()
-                .find_tensor("transformer.wte.weight")
-                .is_some();
+        Self::names_in(source.manifest())
+    }
+
+    /// [`Gpt2::names_for`] a store's manifest.
+    pub fn names_in(manifest: &Manifest) -> NameRules {
+        let prefixed = manifest.find_tensor("wte.weight").is_none()
+            && manifest.find_tensor("transformer.wte.weight").is_some();
         let rules = Self::names();
         if prefixed {
             rules.replace_prefix("", "transformer.")
@@ -343,5 +384,67 @@ impl CausalLm for Gpt2 {
 
     fn max_positions(&self) -> Option<usize> {
         Some(self.config.n_positions)
+    }
+
+    fn stop_tokens(&self) -> Vec<u32> {
+        self.config.eos_ids()
+    }
+}
+
+impl From<Gpt2Config> for SynthConfig {
+    fn from(c: Gpt2Config) -> Self {
+        SynthConfig::new(&Gpt2Arch, c.to_json(), c.num_params(), c.describe())
+    }
+}
+
+/// GPT-2 in the registry ([`super::arch::architectures`]): `model_type` `gpt2`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Gpt2Arch;
+
+impl Architecture for Gpt2Arch {
+    fn model_type(&self) -> &'static str {
+        "gpt2"
+    }
+
+    fn description(&self) -> &'static str {
+        "GPT-2 decoder (LayerNorm, learned positions, head tied to the token embedding)"
+    }
+
+    fn task(&self) -> Task {
+        Task::Generate
+    }
+
+    fn skeleton_params(&self, config: &[u8], device: &Device) -> Result<ParamPaths> {
+        let model = Gpt2::new(&Gpt2Config::from_json(config)?, device)?;
+        Ok(ParamPaths::from_module(&model))
+    }
+
+    fn names(&self, manifest: Option<&Manifest>) -> NameRules {
+        match manifest {
+            Some(m) => Gpt2::names_in(m),
+            None => Gpt2::names(),
+        }
+    }
+
+    /// The largest layer plus `wte`, which stays loaded for the whole pass (the head is tied to it).
+    fn min_budget(&self, manifest: &Manifest) -> u64 {
+        let wte = ["wte.weight", "transformer.wte.weight"]
+            .iter()
+            .find_map(|n| manifest.find_tensor(n))
+            .map(|(i, _)| manifest.layers[i].byte_len)
+            .unwrap_or(0);
+        manifest.largest_layer_bytes().saturating_add(wte)
+    }
+
+    fn stream_options(&self, source: &dyn WeightSource, options: StreamOptions) -> StreamOptions {
+        with_f32_compute(source, options.with_names(Gpt2::names_for(source)))
+    }
+
+    fn decoder(&self, source: &dyn WeightSource, device: &Device) -> Result<Box<dyn Decoder>> {
+        Ok(Box::new(Gpt2::from_source(source, device)?))
+    }
+
+    fn synth_config(&self, params: u64) -> Option<SynthConfig> {
+        Some(Gpt2Config::with_params(params).into())
     }
 }

@@ -18,21 +18,26 @@
 //! # }
 //! ```
 
+use super::arch::{Architecture, Decoder, Task};
 use super::decoder::{
-    KvCache, Rope, RopeScaling, RopeTables, Weights, causal_attention, check_ids, device_of,
-    ids_tensor,
+    KvCache, Rope, RopeScaling, RopeTables, causal_attention, check_ids, device_of, ids_tensor,
+    token_ids, with_f32_compute,
 };
 use super::generate::CausalLm;
 use super::linear::linear;
+use super::synth::{SynthConfig, best_by_depth, vocab_for};
 use crate::error::{Error, Result};
+use crate::executor::StreamOptions;
 use crate::names::NameRules;
+use crate::paths::ParamPaths;
+use crate::weights::Weights;
 use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, Linear, LinearConfig, LinearLayout, RmsNorm, RmsNormConfig,
 };
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Tensor};
-use lit_core::{WeightSource, WeightSourceExt};
+use lit_core::{Manifest, WeightSource, WeightSourceExt};
 use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face `LlamaConfig` that the model uses.
@@ -142,7 +147,8 @@ impl LlamaConfig {
         );
         let mut attn = 2 * h * q + 2 * h * kv;
         if self.attention_bias {
-            attn += 2 * q + 2 * kv;
+            // q, k, v biases are as wide as their outputs; o_proj's is `hidden`.
+            attn += q + 2 * kv + h;
         }
         let mlp = 3 * h * i + if self.mlp_bias { 2 * i + h } else { 0 };
         let block = attn + mlp + 2 * h;
@@ -152,7 +158,56 @@ impl LlamaConfig {
 
     /// The token ids that end generation.
     pub fn eos_ids(&self) -> Vec<u32> {
-        super::generate::token_ids(self.eos_token_id.as_ref())
+        token_ids(self.eos_token_id.as_ref())
+    }
+
+    /// A config of about `target` parameters, for synthetic models (GQA with 4 query heads per
+    /// key/value head where heads allow, SwiGLU width ≈ 8/3 of the model width, untied head,
+    /// depth close to `width / 128`).
+    pub fn with_params(target: u64) -> Self {
+        let vocab = vocab_for(target, 32_000);
+        let build = |h: usize, layers: usize| {
+            let head_dim = if h >= 2560 { 128 } else { 64.min(h) };
+            let heads = h / head_dim;
+            let kv = if heads >= 8 && heads.is_multiple_of(4) {
+                heads / 4
+            } else {
+                heads
+            };
+            LlamaConfig {
+                hidden_size: h,
+                intermediate_size: (8 * h / 3).next_multiple_of(64),
+                num_attention_heads: heads,
+                num_key_value_heads: Some(kv),
+                num_hidden_layers: layers,
+                rms_norm_eps: 1e-5,
+                rope_theta: 10_000.0,
+                vocab_size: vocab,
+                max_position_embeddings: 4096,
+                tie_word_embeddings: false,
+                head_dim: None,
+                attention_bias: false,
+                mlp_bias: false,
+                rope_scaling: None,
+                hidden_act: "silu".into(),
+                eos_token_id: None,
+                bos_token_id: None,
+            }
+        };
+        best_by_depth(target, 128.0, build, |c| c.num_params())
+    }
+
+    /// The shape in words: `hidden 3072, 18 layers, 24 heads (6 kv), mlp 8192, vocab 32000`.
+    pub fn describe(&self) -> String {
+        format!(
+            "hidden {}, {} layers, {} heads ({} kv), mlp {}, vocab {}",
+            self.hidden_size,
+            self.num_hidden_layers,
+            self.num_attention_heads,
+            self.kv_heads(),
+            self.intermediate_size,
+            self.vocab_size
+        )
     }
 
     /// The RoPE rescaling, parsed.
@@ -450,5 +505,72 @@ impl CausalLm for Llama {
 
     fn max_positions(&self) -> Option<usize> {
         None
+    }
+
+    fn stop_tokens(&self) -> Vec<u32> {
+        self.config.eos_ids()
+    }
+}
+
+impl From<LlamaConfig> for SynthConfig {
+    fn from(c: LlamaConfig) -> Self {
+        SynthConfig::new(&LlamaArch, c.to_json(), c.num_params(), c.describe())
+    }
+}
+
+/// Llama in the registry ([`super::arch::architectures`]): `model_type` `llama` (or `mistral`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LlamaArch;
+
+impl Architecture for LlamaArch {
+    fn model_type(&self) -> &'static str {
+        "llama"
+    }
+
+    fn aliases(&self) -> &'static [&'static str] {
+        &["mistral"]
+    }
+
+    fn description(&self) -> &'static str {
+        "Llama-style decoder (RMSNorm, RoPE, grouped-query attention, SwiGLU)"
+    }
+
+    fn task(&self) -> Task {
+        Task::Generate
+    }
+
+    fn skeleton_params(&self, config: &[u8], device: &Device) -> Result<ParamPaths> {
+        let model = Llama::new(&LlamaConfig::from_json(config)?, device)?;
+        Ok(ParamPaths::from_module(&model))
+    }
+
+    fn names(&self, _manifest: Option<&Manifest>) -> NameRules {
+        Llama::names()
+    }
+
+    /// The largest layer, plus the embedding when the head is tied to it (the store has no
+    /// `lm_head.weight`): both are held during the pass.
+    fn min_budget(&self, manifest: &Manifest) -> u64 {
+        let largest = manifest.largest_layer_bytes();
+        if manifest.find_tensor("lm_head.weight").is_some() {
+            return largest;
+        }
+        let embed = manifest
+            .find_tensor("model.embed_tokens.weight")
+            .map(|(i, _)| manifest.layers[i].byte_len)
+            .unwrap_or(0);
+        largest.saturating_add(embed)
+    }
+
+    fn stream_options(&self, source: &dyn WeightSource, options: StreamOptions) -> StreamOptions {
+        with_f32_compute(source, options.with_names(Llama::names()))
+    }
+
+    fn decoder(&self, source: &dyn WeightSource, device: &Device) -> Result<Box<dyn Decoder>> {
+        Ok(Box::new(Llama::from_source(source, device)?))
+    }
+
+    fn synth_config(&self, params: u64) -> Option<SynthConfig> {
+        Some(LlamaConfig::with_params(params).into())
     }
 }

@@ -1,10 +1,14 @@
 //! Built-in architectures, each built as a skeleton from the `config.json` kept in the store and
 //! run through the [`crate::Streamer`].
 //!
-//! Decoders ([`llama`], [`gpt2`]) share [`decoder`] (how weights arrive, the KV cache, RoPE,
-//! attention) and [`generate`] (greedy and temperature sampling over any [`generate::CausalLm`]).
-//! [`synth`] writes seeded synthetic checkpoints of any size for them.
+//! Each architecture is one file ([`bert`], [`llama`], [`gpt2`]) holding its config, skeleton,
+//! forward pass and its [`arch::Architecture`]; [`arch`] is the registry that finds a store's.
+//! Decoders share [`decoder`] (the KV cache, RoPE, attention), [`generate`] (the generation loop
+//! over any [`generate::CausalLm`]) and [`sampling`]; [`tokenizer`] reads a store's
+//! `tokenizer.json`. [`synth`] writes seeded synthetic checkpoints of any size, with the tensors
+//! each architecture's skeleton has.
 
+pub mod arch;
 pub mod bert;
 pub mod decoder;
 pub mod generate;
@@ -12,4 +16,8 @@ pub mod gpt2;
 pub mod linear;
 pub mod llama;
 mod rng;
+pub mod sampling;
 pub mod synth;
+pub mod tokenizer;
+
+pub use arch::{Architecture, Task, architecture_for, architecture_of, architectures};

@@ -1,5 +1,10 @@
-//! Seeded synthetic Llama and GPT-2 checkpoints of any size, for models whose weights cannot be
-//! downloaded. Weights are ≈ N(0, std²) (norm weights ≈ N(1, std²)) from a fast seeded PRNG,
+//! Seeded synthetic checkpoints of any size (Llama, GPT-2: every architecture whose
+//! [`Architecture::synth_config`] sizes one), for models whose weights cannot be downloaded.
+//!
+//! The tensors are the model's own: the architecture builds its lazy skeleton from the config,
+//! and each parameter becomes the store tensor its [`NameMap`] names (stored shape, transposed
+//! for [`Layout::Transposed`]). Tensors are grouped into layers as `lit export` groups a
+//! checkpoint (by name), in the skeleton's execution order. Weights are ≈ N(0, std²) (norm weights ≈ N(1, std²)) from a fast seeded PRNG,
 //! derived per tensor from the seed and the tensor's name, so the same seed gives the same bytes
 //! whatever the order or the machine. Stores are written layer by layer (one tensor in memory at
 //! a time), with a Hugging Face `config.json`; [`Synth::write_hf_dir`] writes the same weights as
@@ -15,22 +20,45 @@
 //! # }
 //! ```
 
+use super::arch::Architecture;
 use super::gpt2::Gpt2Config;
 use super::llama::LlamaConfig;
 use super::rng::{Rng, fnv1a, splitmix64};
 use crate::error::{Error, Result};
+use crate::names::{Layout, NameMap};
+use crate::paths::ParamKind;
+use burn::tensor::Device;
+use lit_core::grouping::{GroupingOptions, TensorToGroup, plan_layers};
 use lit_core::{DType, Event, Manifest, Observer};
 use lit_store::StoreWriter;
 use lit_store::layer_file::TensorSpec;
+use std::fmt;
 use std::path::Path;
 
-/// The architecture and shape of a synthetic model.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SynthConfig {
-    /// A Llama-style decoder.
-    Llama(LlamaConfig),
-    /// GPT-2.
-    Gpt2(Gpt2Config),
+/// The architecture and shape of a synthetic model: an [`Architecture`] and the Hugging Face
+/// `config.json` its skeleton is built from.
+#[derive(Clone)]
+pub struct SynthConfig {
+    arch: &'static dyn Architecture,
+    config: Vec<u8>,
+    num_params: u64,
+    description: String,
+}
+
+impl fmt::Debug for SynthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SynthConfig")
+            .field("arch", &self.arch.model_type())
+            .field("num_params", &self.num_params)
+            .field("description", &self.description)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for SynthConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.arch.model_type() == other.arch.model_type() && self.config == other.config
+    }
 }
 
 /// One layer of the store: its name and tensors.
@@ -60,15 +88,15 @@ pub fn parse_count(s: &str) -> Result<u64> {
     }
 }
 
-/// Model widths tried when sizing a model; the one whose depth is closest to `width / 128`
-/// (Llama) or `width / 64` (GPT-2) wins.
+/// Model widths tried when sizing a model; the one whose depth is closest to the architecture's
+/// ideal (`width / 128` for Llama, `width / 64` for GPT-2) wins.
 const WIDTHS: [usize; 15] = [
     64, 128, 256, 384, 512, 768, 1024, 1536, 2048, 2560, 3072, 4096, 5120, 6144, 8192,
 ];
 
 /// The real vocabulary for models of 100M parameters and more; smaller ones for small models,
 /// whose embeddings would otherwise be most of the parameters.
-fn vocab_for(target: u64, real: usize) -> usize {
+pub(crate) fn vocab_for(target: u64, real: usize) -> usize {
     match target {
         100_000_000.. => real,
         10_000_000.. => 8_192,
@@ -76,7 +104,9 @@ fn vocab_for(target: u64, real: usize) -> usize {
     }
 }
 
-fn best_by_depth<C>(
+/// The config `build(width, layers)` whose parameter count is closest to `target` with a depth
+/// close to `width / depth_per_width`.
+pub(crate) fn best_by_depth<C>(
     target: u64,
     depth_per_width: f64,
     build: impl Fn(usize, usize) -> C,
@@ -102,204 +132,141 @@ fn best_by_depth<C>(
 }
 
 impl SynthConfig {
-    /// A Llama config of about `target` parameters (GQA with 4 query heads per key/value head
-    /// where heads allow, SwiGLU width ≈ 8/3 of the model width, untied head).
-    pub fn llama_with_params(target: u64) -> Self {
-        let vocab = vocab_for(target, 32_000);
-        let build = |h: usize, layers: usize| {
-            let head_dim = if h >= 2560 { 128 } else { 64.min(h) };
-            let heads = h / head_dim;
-            let kv = if heads >= 8 && heads.is_multiple_of(4) {
-                heads / 4
-            } else {
-                heads
-            };
-            LlamaConfig {
-                hidden_size: h,
-                intermediate_size: (8 * h / 3).next_multiple_of(64),
-                num_attention_heads: heads,
-                num_key_value_heads: Some(kv),
-                num_hidden_layers: layers,
-                rms_norm_eps: 1e-5,
-                rope_theta: 10_000.0,
-                vocab_size: vocab,
-                max_position_embeddings: 4096,
-                tie_word_embeddings: false,
-                head_dim: None,
-                attention_bias: false,
-                mlp_bias: false,
-                rope_scaling: None,
-                hidden_act: "silu".into(),
-                eos_token_id: None,
-                bos_token_id: None,
-            }
-        };
-        SynthConfig::Llama(best_by_depth(target, 128.0, build, |c| c.num_params()))
-    }
-
-    /// A GPT-2 config of about `target` parameters (64-wide heads, 1024 positions).
-    pub fn gpt2_with_params(target: u64) -> Self {
-        let vocab = vocab_for(target, 50_257);
-        let build = |h: usize, layers: usize| Gpt2Config {
-            n_embd: h,
-            n_head: (h / 64).max(1),
-            n_layer: layers,
-            n_positions: 1024,
-            vocab_size: vocab,
-            n_inner: None,
-            layer_norm_epsilon: 1e-5,
-            activation_function: "gelu_new".into(),
-            scale_attn_weights: true,
-            scale_attn_by_inverse_layer_idx: false,
-            eos_token_id: None,
-            bos_token_id: None,
-        };
-        SynthConfig::Gpt2(best_by_depth(target, 64.0, build, |c| c.num_params()))
-    }
-
-    /// `llama` or `gpt2`.
-    pub fn arch(&self) -> &'static str {
-        match self {
-            SynthConfig::Llama(_) => "llama",
-            SynthConfig::Gpt2(_) => "gpt2",
+    /// A model of `arch` described by `config` (its `config.json`), of `num_params` parameters
+    /// (as [`SynthConfig::layers`] will count them), its shape in words `description`.
+    pub fn new(
+        arch: &'static dyn Architecture,
+        config: Vec<u8>,
+        num_params: u64,
+        description: String,
+    ) -> Self {
+        SynthConfig {
+            arch,
+            config,
+            num_params,
+            description,
         }
+    }
+
+    /// A Llama-style decoder of `config` (named like the variant it was).
+    #[allow(non_snake_case)]
+    pub fn Llama(config: LlamaConfig) -> Self {
+        config.into()
+    }
+
+    /// GPT-2 of `config` (named like the variant it was).
+    #[allow(non_snake_case)]
+    pub fn Gpt2(config: Gpt2Config) -> Self {
+        config.into()
+    }
+
+    /// A model of `arch` of about `target` parameters; an error if `arch` cannot be synthesized.
+    pub fn with_params(arch: &'static dyn Architecture, target: u64) -> Result<Self> {
+        arch.synth_config(target).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{} models cannot be synthesized (can be: {})",
+                arch.model_type(),
+                synthesizable().join(", ")
+            ))
+        })
+    }
+
+    /// A Llama config of about `target` parameters ([`LlamaConfig::with_params`]).
+    pub fn llama_with_params(target: u64) -> Self {
+        LlamaConfig::with_params(target).into()
+    }
+
+    /// A GPT-2 config of about `target` parameters ([`Gpt2Config::with_params`]).
+    pub fn gpt2_with_params(target: u64) -> Self {
+        Gpt2Config::with_params(target).into()
+    }
+
+    /// The architecture's `model_type` (`llama`, `gpt2`).
+    pub fn arch(&self) -> &'static str {
+        self.arch.model_type()
+    }
+
+    /// The architecture.
+    pub fn architecture(&self) -> &'static dyn Architecture {
+        self.arch
     }
 
     /// Number of parameters.
     pub fn num_params(&self) -> u64 {
-        match self {
-            SynthConfig::Llama(c) => c.num_params(),
-            SynthConfig::Gpt2(c) => c.num_params(),
-        }
+        self.num_params
     }
 
     /// The Hugging Face `config.json`.
     pub fn config_json(&self) -> Vec<u8> {
-        match self {
-            SynthConfig::Llama(c) => c.to_json(),
-            SynthConfig::Gpt2(c) => c.to_json(),
-        }
+        self.config.clone()
     }
 
     /// The shape in words: `hidden 3072, 18 layers, 24 heads (6 kv), mlp 8192, vocab 32000`.
     pub fn describe(&self) -> String {
-        match self {
-            SynthConfig::Llama(c) => format!(
-                "hidden {}, {} layers, {} heads ({} kv), mlp {}, vocab {}",
-                c.hidden_size,
-                c.num_hidden_layers,
-                c.num_attention_heads,
-                c.kv_heads(),
-                c.intermediate_size,
-                c.vocab_size
-            ),
-            SynthConfig::Gpt2(c) => format!(
-                "hidden {}, {} layers, {} heads, mlp {}, vocab {}, {} positions",
-                c.n_embd,
-                c.n_layer,
-                c.n_head,
-                c.inner(),
-                c.vocab_size,
-                c.n_positions
-            ),
-        }
+        self.description.clone()
     }
 
-    /// The store's layers in execution order, each with its tensors (Hugging Face names).
-    pub fn layers(&self, dtype: DType) -> Vec<SynthLayer> {
-        let t = |name: String, shape: &[usize]| TensorSpec {
-            name,
-            dtype,
-            shape: shape.iter().map(|&d| d as u64).collect(),
-        };
-        let layer = |name: &str, tensors: Vec<TensorSpec>| SynthLayer {
-            name: name.to_string(),
-            tensors,
-        };
-        let mut out = Vec::new();
-        match self {
-            SynthConfig::Llama(c) => {
-                let (h, i, v) = (c.hidden_size, c.intermediate_size, c.vocab_size);
-                let (q, kv) = (
-                    c.num_attention_heads * c.head_dim(),
-                    c.kv_heads() * c.head_dim(),
-                );
-                out.push(layer(
-                    "model.embed_tokens",
-                    vec![t("model.embed_tokens.weight".into(), &[v, h])],
-                ));
-                for l in 0..c.num_hidden_layers {
-                    let p = format!("model.layers.{l}");
-                    let mut ts = vec![
-                        t(format!("{p}.input_layernorm.weight"), &[h]),
-                        t(format!("{p}.mlp.down_proj.weight"), &[h, i]),
-                        t(format!("{p}.mlp.gate_proj.weight"), &[i, h]),
-                        t(format!("{p}.mlp.up_proj.weight"), &[i, h]),
-                        t(format!("{p}.post_attention_layernorm.weight"), &[h]),
-                    ];
-                    for (n, out_dim, in_dim) in
-                        [("k", kv, h), ("o", h, q), ("q", q, h), ("v", kv, h)]
-                    {
-                        ts.push(t(
-                            format!("{p}.self_attn.{n}_proj.weight"),
-                            &[out_dim, in_dim],
-                        ));
-                        if c.attention_bias {
-                            ts.push(t(format!("{p}.self_attn.{n}_proj.bias"), &[out_dim]));
-                        }
-                    }
-                    if c.mlp_bias {
-                        ts.push(t(format!("{p}.mlp.down_proj.bias"), &[h]));
-                        ts.push(t(format!("{p}.mlp.gate_proj.bias"), &[i]));
-                        ts.push(t(format!("{p}.mlp.up_proj.bias"), &[i]));
-                    }
-                    out.push(layer(&p, ts));
+    /// The store's tensors (names and stored shapes) in the skeleton's visiting order: each
+    /// parameter of the lazy skeleton mapped through the architecture's canonical names.
+    pub fn tensors(&self, dtype: DType) -> Result<Vec<TensorSpec>> {
+        // A lazy skeleton allocates nothing, so the CPU device is as good as any.
+        let paths = self.arch.skeleton_params(&self.config, &Device::flex())?;
+        let names = self.arch.names(None);
+        paths
+            .iter()
+            .map(|(_, info)| {
+                if info.kind != ParamKind::Float {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: parameter `{}` is not a float tensor, which synthetic models cannot hold",
+                        self.arch.model_type(),
+                        info.path
+                    )));
                 }
-                out.push(layer(
-                    "model.norm",
-                    vec![t("model.norm.weight".into(), &[h])],
-                ));
-                if !c.tie_word_embeddings {
-                    out.push(layer("lm_head", vec![t("lm_head.weight".into(), &[v, h])]));
+                let stored = names.resolve(info);
+                let mut shape: Vec<u64> = info.shape.iter().map(|&d| d as u64).collect();
+                if stored.layout == Layout::Transposed {
+                    shape.reverse();
                 }
-            }
-            SynthConfig::Gpt2(c) => {
-                let (h, i) = (c.n_embd, c.inner());
-                out.push(layer(
-                    "wte",
-                    vec![t("wte.weight".into(), &[c.vocab_size, h])],
-                ));
-                out.push(layer(
-                    "wpe",
-                    vec![t("wpe.weight".into(), &[c.n_positions, h])],
-                ));
-                for l in 0..c.n_layer {
-                    let p = format!("h.{l}");
-                    let mut ts = Vec::new();
-                    for (n, din, dout) in [
-                        ("attn.c_attn", h, 3 * h),
-                        ("attn.c_proj", h, h),
-                        ("mlp.c_fc", h, i),
-                        ("mlp.c_proj", i, h),
-                    ] {
-                        ts.push(t(format!("{p}.{n}.weight"), &[din, dout]));
-                        ts.push(t(format!("{p}.{n}.bias"), &[dout]));
-                    }
-                    for n in ["ln_1", "ln_2"] {
-                        ts.push(t(format!("{p}.{n}.weight"), &[h]));
-                        ts.push(t(format!("{p}.{n}.bias"), &[h]));
-                    }
-                    ts.sort_by(|a, b| a.name.cmp(&b.name));
-                    out.push(layer(&p, ts));
-                }
-                out.push(layer(
-                    "ln_f",
-                    vec![t("ln_f.bias".into(), &[h]), t("ln_f.weight".into(), &[h])],
-                ));
-            }
-        }
-        out
+                Ok(TensorSpec {
+                    name: stored.name,
+                    dtype,
+                    shape,
+                })
+            })
+            .collect()
     }
+
+    /// The store's layers in execution order, each with its tensors (store names): the
+    /// [`tensors`](SynthConfig::tensors) grouped as `lit export` groups a checkpoint, layers
+    /// ordered by where their first tensor comes in the skeleton.
+    pub fn layers(&self, dtype: DType) -> Result<Vec<SynthLayer>> {
+        let tensors = self.tensors(dtype)?;
+        let to_group: Vec<TensorToGroup<'_>> = tensors
+            .iter()
+            .map(|t| TensorToGroup {
+                name: &t.name,
+                bytes: t.shape.iter().product::<u64>() * dtype.size() as u64,
+            })
+            .collect();
+        let mut planned = plan_layers(&to_group, &GroupingOptions::default())?;
+        planned.sort_by_key(|l| l.members.iter().min().copied());
+        Ok(planned
+            .into_iter()
+            .map(|l| SynthLayer {
+                name: l.name,
+                tensors: l.members.iter().map(|&i| tensors[i].clone()).collect(),
+            })
+            .collect())
+    }
+}
+
+/// The `model_type`s of the architectures that can be synthesized.
+pub fn synthesizable() -> Vec<&'static str> {
+    super::arch::architectures()
+        .iter()
+        .filter(|a| a.synth_config(1_000_000).is_some())
+        .map(|a| a.model_type())
+        .collect()
 }
 
 /// A synthetic checkpoint: a shape, a seed, a float type and the weights' spread.
@@ -415,7 +382,7 @@ impl Synth {
                 self.dtype
             )));
         }
-        let layers = self.config.layers(self.dtype);
+        let layers = self.config.layers(self.dtype)?;
         observer.on_event(&Event::WriteStarted {
             layers: layers.len(),
             bytes: self.data_bytes(),
@@ -461,7 +428,7 @@ impl Synth {
         std::fs::write(dir.join("config.json"), self.config.config_json()).map_err(io)?;
         let tensors: Vec<TensorSpec> = self
             .config
-            .layers(self.dtype)
+            .layers(self.dtype)?
             .into_iter()
             .flat_map(|l| l.tensors)
             .collect();
@@ -509,7 +476,7 @@ mod tests {
                     "{target}: {n} ({})",
                     c.describe()
                 );
-                let layers = c.layers(DType::F32);
+                let layers = c.layers(DType::F32).unwrap();
                 let total: u64 = layers
                     .iter()
                     .flat_map(|l| &l.tensors)
@@ -527,7 +494,7 @@ mod tests {
             SynthConfig::llama_with_params(1_000_000),
             SynthConfig::gpt2_with_params(1_000_000),
         ] {
-            let layers = c.layers(DType::F32);
+            let layers = c.layers(DType::F32).unwrap();
             let names: Vec<&str> = layers
                 .iter()
                 .flat_map(|l| l.tensors.iter().map(|t| t.name.as_str()))
@@ -548,7 +515,7 @@ mod tests {
     #[test]
     fn weights_are_seeded_per_name() {
         let c = SynthConfig::llama_with_params(1_000_000);
-        let spec = c.layers(DType::F32)[1].tensors[0].clone();
+        let spec = c.layers(DType::F32).unwrap()[1].tensors[0].clone();
         let a = Synth::new(c.clone(), 3);
         assert_eq!(
             a.tensor_bytes(&spec).unwrap(),

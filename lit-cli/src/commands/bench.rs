@@ -8,6 +8,7 @@
 
 use crate::progress::human_bytes;
 use anyhow::Context;
+use lit_burn::models::{Task, architecture_of};
 use lit_core::{ObjectId, WeightSource};
 use serde_json::json;
 use std::process::{Command, ExitCode};
@@ -19,7 +20,8 @@ pub(crate) struct Args {
     store: String,
     #[command(flatten)]
     reach: super::StoreArgs,
-    /// Weights budget for the streamed modes (default: a quarter of the model).
+    /// Weights budget for the streamed modes (default: a quarter of the model, at least the
+    /// least budget the architecture runs under).
     #[arg(long, value_name = "SIZE")]
     budget: Option<bytesize::ByteSize>,
     /// Prefetch depth of the lit mode.
@@ -58,9 +60,14 @@ struct Run {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let source = args.reach.open(&args.store)?;
     let manifest = source.manifest().clone();
-    let arch = arch_of(source.as_ref())?;
+    // `lit run` names each architecture by its `model_type` in the registry.
+    let arch = architecture_of(source.as_ref()).context("lit bench cannot run this store")?;
+    let embeds = arch.task() == Task::Embed;
     let model = manifest.total_bytes;
-    let budget = args.budget.map(|b| b.as_u64()).unwrap_or(model / 4);
+    let budget = args
+        .budget
+        .map(|b| b.as_u64())
+        .unwrap_or_else(|| (model / 4).max(arch.min_budget(&manifest)));
     let can_drop = crate::process::drop_page_cache();
     // A model larger than memory is never warm: every pass reads it from the disk.
     let fits = crate::process::mem_available().is_none_or(|free| model < free / 10 * 8);
@@ -91,7 +98,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         // Modes that hold the whole model only when it fits in memory (with room to spare).
         let mut modes: Vec<Mode> = Vec::new();
         if fits {
-            if arch != "bert" {
+            if !embeds {
                 modes.push(Mode::new("plain-burn", None, 0, "pread"));
             }
             modes.push(Mode::new("resident", None, 1, "pread"));
@@ -111,9 +118,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         for mode in modes {
             eprintln!("bench: {} ({cache}) ...", mode.name);
             // The timeline comes from the first lit run (cold when caches can be dropped).
-            let record = (mode.name == "lit" && arch != "bert" && timeline.is_none())
-                .then(|| events_file.path());
-            runs.push(run_mode(&args, arch, model, &mode, cache, record)?);
+            let record =
+                (mode.name == "lit" && !embeds && timeline.is_none()).then(|| events_file.path());
+            runs.push(run_mode(
+                &args,
+                arch.model_type(),
+                embeds,
+                model,
+                &mode,
+                cache,
+                record,
+            )?);
             if let Some(path) = record {
                 let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(path)?)?;
                 timeline = crate::plot::timeline_from_events(
@@ -279,22 +294,7 @@ fn read_all(source: &dyn WeightSource, threads: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn arch_of(source: &dyn WeightSource) -> anyhow::Result<&'static str> {
-    let config =
-        futures::executor::block_on(lit_core::WeightSourceExt::read_aux(source, "config.json"))
-            .context("the store has no config.json")?;
-    let v: serde_json::Value = serde_json::from_slice(&config)?;
-    match v["model_type"].as_str() {
-        Some("llama") | Some("mistral") => Ok("llama"),
-        Some("gpt2") => Ok("gpt2"),
-        Some("bert") => Ok("bert"),
-        other => {
-            anyhow::bail!("lit bench runs BERT, Llama and GPT-2 stores; this one is {other:?}")
-        }
-    }
-}
-
-/// What `lit bench` embeds on BERT stores each pass (8 sentences, one batch).
+/// What `lit bench` embeds on encoder stores each pass (8 sentences, one batch).
 const BERT_TEXTS: [&str; 8] = [
     "A man is eating food.",
     "A man is eating a piece of bread.",
@@ -330,10 +330,12 @@ impl Mode {
     }
 }
 
-/// Runs `mode` in its own `lit run` process on a store of `model_bytes`, and reads its figures.
+/// Runs `mode` in its own `lit run <arch>` process on a store of `model_bytes` (an encoder's when
+/// `embeds`), and reads its figures.
 fn run_mode(
     args: &Args,
     arch: &str,
+    embeds: bool,
     model_bytes: u64,
     mode: &Mode,
     cache: &'static str,
@@ -347,7 +349,7 @@ fn run_mode(
     } = *mode;
     let mut cmd = Command::new(std::env::current_exe()?);
     cmd.args(["run", arch]).arg(&args.store);
-    if arch == "bert" {
+    if embeds {
         cmd.args(["--repeat", &args.passes.to_string()]);
         cmd.args(BERT_TEXTS);
     } else {
@@ -386,7 +388,7 @@ fn run_mode(
     );
     let report = crate::report::RunReport::read(report_file.path())
         .with_context(|| format!("the {mode} run's report"))?;
-    let passes = if arch == "bert" {
+    let passes = if embeds {
         &report.repeat_ms
     } else {
         &report.pass_ms

@@ -5,10 +5,10 @@
 use crate::progress::{WriteProgress, human_bytes};
 use crate::report::RunReport;
 use anyhow::Context;
-use lit_burn::models::generate::{GenerateOptions, generate_with, with_f32_compute};
-use lit_burn::models::llama::Llama;
+use lit_burn::models::arch::architecture_named;
+use lit_burn::models::generate::GenerateOptions;
 use lit_burn::models::synth::{Synth, SynthConfig, parse_count};
-use lit_burn::{LitDevice, StreamOptions, Streamer};
+use lit_burn::{LitDevice, StreamOptions};
 use lit_core::WeightSource;
 use lit_store::{LocalSource, StoreWriter};
 use std::io::Write;
@@ -54,8 +54,9 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot remove old {}", store.display()))?;
     }
 
+    let arch = architecture_named("llama")?;
     let synth = Synth::new(
-        SynthConfig::llama_with_params(parse_count(&args.params)?),
+        SynthConfig::with_params(arch, parse_count(&args.params)?)?,
         7,
     );
     println!(
@@ -78,7 +79,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
 
     let model_bytes = manifest.total_bytes;
-    let budget = ((model_bytes as f64 / args.times_larger) as u64).max(largest_need(&manifest));
+    let budget = ((model_bytes as f64 / args.times_larger) as u64).max(arch.min_budget(&manifest));
     println!(
         "2. streaming it under a {} weights budget ({:.1}× smaller than the model), prefetching {} layer(s) ahead",
         human_bytes(budget),
@@ -87,33 +88,32 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let source: Arc<dyn WeightSource> = Arc::new(LocalSource::open(&store)?);
     let device = LitDevice::cpu();
-    let model = Llama::from_source(source.as_ref(), device.device())?;
+    let model = arch.decoder(source.as_ref(), device.device())?;
     let options = StreamOptions::default()
         .with_budget(budget)
-        .with_prefetch(args.prefetch)
-        .with_names(Llama::names());
-    let options = with_f32_compute(source.as_ref(), options);
-    let streamer = Streamer::new(source, &model, options)?;
+        .with_prefetch(args.prefetch);
+    let options = arch.stream_options(source.as_ref(), options);
+    let streamer = model.streamer(source, options)?;
     let prompt = [1u32, 2, 3, 4];
     let mut count = 0;
     let mut last = Instant::now();
-    let generation = generate_with(
-        &streamer,
-        &model,
-        &prompt,
-        &GenerateOptions::greedy(args.tokens),
-        |id| {
-            count += 1;
-            println!(
-                "   token {count}/{}: id {id:<6} {:>6.0} ms",
-                args.tokens,
-                last.elapsed().as_secs_f64() * 1e3
-            );
-            let _ = std::io::stdout().flush();
-            last = Instant::now();
-        },
-    )
-    .context("generation failed")?;
+    let generation = model
+        .generate(
+            &streamer,
+            &prompt,
+            &GenerateOptions::greedy(args.tokens),
+            &mut |id| {
+                count += 1;
+                println!(
+                    "   token {count}/{}: id {id:<6} {:>6.0} ms",
+                    args.tokens,
+                    last.elapsed().as_secs_f64() * 1e3
+                );
+                let _ = std::io::stdout().flush();
+                last = Instant::now();
+            },
+        )
+        .context("generation failed")?;
     let report = RunReport::streamed(
         &streamer,
         Some(budget),
@@ -150,19 +150,4 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::report::write_json(&report, path)?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The least budget the model can run under: its largest layer, plus the embedding when the head
-/// is tied to it (both are held during the pass).
-fn largest_need(m: &lit_core::Manifest) -> u64 {
-    let largest = m.largest_layer_bytes();
-    if m.find_tensor("lm_head.weight").is_some() {
-        largest
-    } else {
-        let embed = m
-            .layer_index("model.embed_tokens")
-            .map(|i| m.layers[i].byte_len)
-            .unwrap_or(0);
-        largest.saturating_add(embed)
-    }
 }

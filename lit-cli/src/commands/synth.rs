@@ -1,8 +1,10 @@
-//! `lit synth llama|gpt2 DST --params 2B --seed N`
+//! `lit synth ARCH DST --params 2B --seed N`, for every architecture the registry can synthesize
+//! (llama, gpt2).
 
 use crate::progress::{WriteProgress, human_bytes, mb_per_s};
 use anyhow::Context;
-use lit_burn::models::synth::{Synth, SynthConfig, parse_count};
+use lit_burn::models::arch::architecture_named;
+use lit_burn::models::synth::{Synth, SynthConfig, parse_count, synthesizable};
 use lit_core::DType;
 use lit_store::StoreWriter;
 use std::process::ExitCode;
@@ -10,8 +12,8 @@ use std::time::Instant;
 
 #[derive(Debug, clap::Parser)]
 pub(crate) struct Args {
-    /// Architecture: llama or gpt2.
-    #[arg(value_parser = ["llama", "gpt2"])]
+    /// Architecture (its `model_type`): llama or gpt2.
+    #[arg(value_parser = clap::builder::PossibleValuesParser::new(synthesizable()))]
     pub(crate) arch: String,
     /// Destination store directory (must not exist).
     pub(crate) dst: std::path::PathBuf,
@@ -32,10 +34,7 @@ pub(crate) struct Args {
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let target = parse_count(&args.params)?;
-    let config = match args.arch.as_str() {
-        "llama" => SynthConfig::llama_with_params(target),
-        _ => SynthConfig::gpt2_with_params(target),
-    };
+    let config = SynthConfig::with_params(architecture_named(&args.arch)?, target)?;
     let dtype: DType = args.dtype.parse().map_err(anyhow::Error::msg)?;
     let synth = Synth::new(config, args.seed).with_dtype(dtype);
     let shape = synth.config.describe();

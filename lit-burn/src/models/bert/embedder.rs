@@ -4,11 +4,11 @@
 use super::{Bert, BertConfig, TokenIds};
 use crate::error::{Error, Result};
 use crate::executor::{StreamOptions, Streamer};
+use crate::models::tokenizer::{Tokenizer, tokenizer_from_json};
 use burn::tensor::Device;
 use futures::executor::block_on;
 use lit_core::{WeightSource, WeightSourceExt};
 use std::sync::Arc;
-use tokenizers::{Tokenizer, TruncationParams};
 
 /// Longest input in tokens, special tokens included: `max_seq_length` of
 /// `sentence-transformers` models such as all-MiniLM-L6-v2.
@@ -16,24 +16,6 @@ pub const DEFAULT_MAX_LENGTH: usize = 256;
 
 /// Texts per encoder pass in [`SentenceEmbedder::embed`].
 pub const DEFAULT_BATCH_SIZE: usize = 32;
-
-/// Loads a `tokenizer.json`, with padding off (the encoder pads each batch to its longest text)
-/// and truncation at `max_length` tokens.
-///
-/// Hugging Face `tokenizer.json` files of sentence-transformers models often pad every input to
-/// a fixed 128 and truncate there; both are overridden.
-pub fn tokenizer_from_json(bytes: &[u8], max_length: usize) -> Result<Tokenizer> {
-    let mut tokenizer = Tokenizer::from_bytes(bytes)
-        .map_err(|e| Error::InvalidArgument(format!("tokenizer.json: {e}")))?;
-    tokenizer.with_padding(None);
-    tokenizer
-        .with_truncation(Some(TruncationParams {
-            max_length,
-            ..TruncationParams::default()
-        }))
-        .map_err(|e| Error::InvalidArgument(format!("tokenizer truncation: {e}")))?;
-    Ok(tokenizer)
-}
 
 /// A BERT sentence encoder streamed from a store: tokenizer, skeleton and [`Streamer`].
 #[derive(Debug)]

@@ -1,26 +1,15 @@
-//! `lit run llama|gpt2 STORE --prompt P --max-tokens N`
+//! `lit run llama|gpt2 STORE --prompt P --max-tokens N`: generation with any decoder of the
+//! architecture registry (the subcommand is its `model_type`).
 
 use crate::report::RunReport;
 use anyhow::Context;
-use lit_burn::models::decoder::{Resident, Weights};
-use lit_burn::models::generate::{
-    CausalLm, GenerateOptions, Generation, Tokenizer, decode, encode, generate_with,
-    store_tokenizer, with_f32_compute,
-};
-use lit_burn::models::gpt2::Gpt2;
-use lit_burn::models::llama::Llama;
-use lit_burn::{NameMap, StreamOptions, Streamer};
-use lit_core::{Event, Observer, WeightSource, WeightSourceExt};
+use lit_burn::models::arch::architecture_named;
+use lit_burn::models::generate::{GenerateOptions, Generation};
+use lit_burn::models::tokenizer::{Tokenizer, decode, encode, store_tokenizer};
+use lit_core::{Event, Observer, WeightSourceExt};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Which decoder.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Arch {
-    Llama,
-    Gpt2,
-}
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Args {
@@ -54,7 +43,9 @@ pub(crate) struct Args {
     pub(crate) events: Option<std::path::PathBuf>,
 }
 
-pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
+/// Generates with the decoder `model_type` names in the registry.
+pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
+    let arch = architecture_named(model_type)?;
     if args.drop_caches {
         anyhow::ensure!(
             crate::process::drop_page_cache(),
@@ -78,33 +69,42 @@ pub(crate) fn run(args: Args, arch: Arch) -> anyhow::Result<ExitCode> {
         ),
     };
     let first_compute = Arc::new(RunObserver::new(opened, args.events.is_some()));
-    let options = with_f32_compute(source.as_ref(), args.common.stream_options()).with_observer({
-        let first_compute = first_compute.clone();
-        move |e: &Event<'_>| first_compute.on_event(e)
-    });
-    let run = |model: &dyn RunModel| -> anyhow::Result<ExitCode> {
-        let ctx = Ctx {
-            args: &args,
-            prompt: &prompt,
-            tokenizer: tokenizer.as_ref(),
-            opened,
-            observer: &first_compute,
-        };
-        model.run(ctx, source.clone(), options.clone())
+    let options = arch
+        .stream_options(source.as_ref(), args.common.stream_options())
+        .with_observer({
+            let first_compute = first_compute.clone();
+            move |e: &Event<'_>| first_compute.on_event(e)
+        });
+    let decoder = arch.decoder(source.as_ref(), device.device())?;
+    let ctx = Ctx {
+        args: &args,
+        prompt: &prompt,
+        tokenizer: tokenizer.as_ref(),
+        opened,
+        observer: &first_compute,
     };
-    match arch {
-        Arch::Llama => {
-            let model = Llama::from_source(source.as_ref(), device.device())?;
-            let eos = model.config().eos_ids();
-            run(&(model, Llama::names(), eos))
-        }
-        Arch::Gpt2 => {
-            let model = Gpt2::from_source(source.as_ref(), device.device())?;
-            let names = Gpt2::names_for(source.as_ref());
-            let eos = model.config().eos_ids();
-            run(&(model, names, eos))
-        }
+    let eos = decoder.stop_tokens();
+    if !args.plain {
+        let streamer = decoder.streamer(source.clone(), options)?;
+        super::announce_budget(&streamer);
+        let out = go(&ctx, eos, |prompt, options, on_token| {
+            decoder.generate(&streamer, prompt, options, on_token)
+        })?;
+        let report = args
+            .common
+            .report(&streamer, out.passes(), out.total().as_secs_f64());
+        return finish(&ctx, report, &out);
     }
+    // Plain Burn: every layer read, the whole model built, then run as an ordinary module.
+    let m = source.manifest();
+    let layers = (0..m.layers.len())
+        .map(|i| futures::executor::block_on(source.read_layer(i)))
+        .collect::<lit_core::Result<Vec<_>>>()?;
+    let out = go(&ctx, eos, |prompt, generate, on_token| {
+        decoder.generate_resident(layers, &options.load, prompt, generate, on_token)
+    })?;
+    let report = RunReport::plain(m, out.passes(), out.total().as_secs_f64());
+    finish(&ctx, report, &out)
 }
 
 /// What every model's run shares.
@@ -114,50 +114,6 @@ struct Ctx<'a> {
     tokenizer: Option<&'a Tokenizer>,
     opened: Instant,
     observer: &'a RunObserver,
-}
-
-/// A decoder skeleton with its store names and end-of-sequence ids, run streamed or (with `--plain`) whole.
-trait RunModel {
-    fn run(
-        &self,
-        ctx: Ctx<'_>,
-        source: Arc<dyn WeightSource>,
-        options: StreamOptions,
-    ) -> anyhow::Result<ExitCode>;
-}
-
-impl<M: CausalLm, N: NameMap + Clone + 'static> RunModel for (M, N, Vec<u32>) {
-    fn run(
-        &self,
-        ctx: Ctx<'_>,
-        source: Arc<dyn WeightSource>,
-        options: StreamOptions,
-    ) -> anyhow::Result<ExitCode> {
-        let (model, names, eos) = self;
-        let eos = eos.clone();
-        let options = options.with_names(names.clone());
-        if !ctx.args.plain {
-            let streamer = Streamer::new(source, model, options)?;
-            super::announce_budget(&streamer);
-            let out = go(&ctx, &streamer, model, eos)?;
-            let report = ctx
-                .args
-                .common
-                .report(&streamer, out.passes(), out.total().as_secs_f64());
-            return finish(&ctx, report, &out);
-        }
-        // Plain Burn: every layer read, the whole model built, then run as an ordinary module.
-        let m = source.manifest();
-        let layers = (0..m.layers.len())
-            .map(|i| futures::executor::block_on(source.read_layer(i)))
-            .collect::<lit_core::Result<Vec<_>>>()?;
-        let paths = lit_burn::ParamPaths::from_module(model);
-        let (whole, _) = lit_burn::load_module(model, &paths, &layers, &options.load)?;
-        drop(layers);
-        let out = go(&ctx, &Resident, &whole, eos)?;
-        let report = RunReport::plain(m, out.passes(), out.total().as_secs_f64());
-        finish(&ctx, report, &out)
-    }
 }
 
 /// Remembers when the first layer started computing and, for `--events`, every event.
@@ -215,19 +171,18 @@ impl Observer for RunObserver {
     }
 }
 
-/// Generates and prints the tokens.
-fn go<M: CausalLm, W: Weights>(
+/// Generates with `generate` (prompt, options, per-token callback) and prints the tokens.
+fn go(
     ctx: &Ctx<'_>,
-    weights: &W,
-    model: &M,
     eos: Vec<u32>,
+    generate: impl FnOnce(&[u32], &GenerateOptions, &mut dyn FnMut(u32)) -> lit_burn::Result<Generation>,
 ) -> anyhow::Result<Generation> {
     let args = ctx.args;
     let options = GenerateOptions::greedy(args.max_tokens)
         .with_temperature(args.temperature, args.seed)
         .with_stop_tokens(eos);
     let mut pass_ends = Vec::new();
-    let out = generate_with(weights, model, ctx.prompt, &options, |_| {
+    let out = generate(ctx.prompt, &options, &mut |_| {
         pass_ends.push(Instant::now());
         if args.drop_caches {
             crate::process::drop_page_cache();

@@ -1,10 +1,13 @@
-//! `lit run bert|llama|gpt2 STORE …`: streamed inference with the built-in architectures.
+//! `lit run bert|llama|gpt2 STORE …`: streamed inference with the built-in architectures. The
+//! subcommand is a `model_type` of the architecture registry (`lit_burn::models::arch`); any other
+//! it knows (`mistral`, or one added later) runs with the options of its task.
 
 mod bert;
 mod generate;
 
 use crate::report::RunReport;
 use anyhow::Context;
+use lit_burn::models::arch::{Task, architecture_named};
 use lit_burn::{Budget, LitDevice, StreamOptions, Streamer};
 use lit_core::WeightSource;
 use std::process::ExitCode;
@@ -24,6 +27,9 @@ enum Model {
     Llama(generate::Args),
     /// Text generation with GPT-2.
     Gpt2(generate::Args),
+    /// Any other `model_type` of the registry (e.g. `mistral`), with its task's options.
+    #[command(external_subcommand)]
+    Other(Vec<String>),
 }
 
 /// Options every `lit run` model takes.
@@ -102,7 +108,26 @@ fn parse_budget(s: &str) -> Result<Budget, String> {
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.model {
         Model::Bert(a) => bert::run(a),
-        Model::Llama(a) => generate::run(a, generate::Arch::Llama),
-        Model::Gpt2(a) => generate::run(a, generate::Arch::Gpt2),
+        // The subcommand is the architecture's `model_type` in the registry.
+        Model::Llama(a) => generate::run(a, "llama"),
+        Model::Gpt2(a) => generate::run(a, "gpt2"),
+        Model::Other(argv) => {
+            let name = argv.first().map(String::as_str).unwrap_or_default();
+            let arch = architecture_named(name)?;
+            match arch.task() {
+                Task::Generate => generate::run(parse(&argv), arch.model_type()),
+                Task::Embed => bert::run(parse(&argv)),
+            }
+        }
     }
+}
+
+/// The options of `lit run <argv[0]>` (clap's usage error and exit when they do not parse).
+fn parse<A: clap::Args + clap::FromArgMatches>(argv: &[String]) -> A {
+    let name = argv.first().map(String::as_str).unwrap_or_default();
+    let command = A::augment_args(clap::Command::new("run").bin_name(format!("lit run {name}")));
+    command
+        .try_get_matches_from(argv)
+        .and_then(|m| A::from_arg_matches(&m))
+        .unwrap_or_else(|e| e.exit())
 }

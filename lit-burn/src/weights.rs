@@ -1,0 +1,61 @@
+//! Where a forward pass gets each submodule's weights from: streamed by the [`Streamer`] or
+//! already in memory ([`Resident`]). Models are written once against [`Weights`] and run either way.
+
+use crate::error::Result;
+use crate::executor::{Loaded, Streamer};
+use burn::module::Module;
+use std::ops::Deref;
+
+/// Where a forward pass gets each submodule's weights from.
+///
+/// [`Streamer`] fills a clone of each submodule from the store and releases it when dropped;
+/// [`Resident`] runs a model that is already filled (loaded whole).
+pub trait Weights {
+    /// A filled module, alive while it is used.
+    type Held<M: Module>: Deref<Target = M>;
+
+    /// `module` (a submodule of the model the pass runs) with its weights.
+    fn load<M: Module>(&self, module: &M) -> Result<Self::Held<M>>;
+
+    /// Called at the end of each forward pass (one token step).
+    fn end_pass(&self) {}
+}
+
+impl Weights for Streamer {
+    type Held<M: Module> = Loaded<M>;
+
+    fn load<M: Module>(&self, module: &M) -> Result<Loaded<M>> {
+        Streamer::load(self, module)
+    }
+
+    fn end_pass(&self) {
+        Streamer::end_pass(self)
+    }
+}
+
+/// Weights already in the model: `load` returns a (cheap, `Arc`-sharing) clone of the module.
+///
+/// Use it with a model loaded whole (for example by [`crate::load_module`] on the skeleton).
+/// On a lazy skeleton it would initialise random weights.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Resident;
+
+/// A module [`Resident`] hands out.
+#[derive(Debug)]
+pub struct Held<M>(M);
+
+impl<M> Deref for Held<M> {
+    type Target = M;
+
+    fn deref(&self) -> &M {
+        &self.0
+    }
+}
+
+impl Weights for Resident {
+    type Held<M: Module> = Held<M>;
+
+    fn load<M: Module>(&self, module: &M) -> Result<Held<M>> {
+        Ok(Held(module.clone()))
+    }
+}
