@@ -12,6 +12,7 @@ fn tensor(name: &str, dtype: DType, shape: &[u64], offset: u64) -> TensorEntry {
         shape: shape.to_vec(),
         offset,
         len,
+        quant: None,
     }
 }
 
