@@ -7,8 +7,6 @@
 set -euo pipefail
 
 CACHE="${LIT_CACHE:-$HOME/.cache/lit}"
-VENV="$CACHE/venv"
-STAMP="$VENV/.lit-requirements"
 PY="${PYTHON:-python3}"
 
 # Pinned: all ship manylinux wheels for CPython 3.11 (checked with pip here).
@@ -26,6 +24,10 @@ pyyaml==6.0.3
 tqdm==4.67.1"
 STAMP_TEXT="$PIP_FLAGS
 $REQUIREMENTS"
+# One venv per requirement list (named by its hash), so checkouts with different pins (branches,
+# worktrees) never rebuild each other's venv.
+VENV="$CACHE/venv-$(printf '%s' "$STAMP_TEXT" | "$PY" -c 'import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest()[:12])')"
+STAMP="$VENV/.lit-requirements"
 
 VPY="$VENV/bin/python"
 
