@@ -210,7 +210,7 @@ fn byte(b: &[u8], at: usize) -> u8 {
 ///   `qh[32h + r % 32]`; `q − 32` times `d · scales[e / 16]`.
 pub fn dequantize(scheme: QuantScheme, bytes: &[u8], out: &mut Vec<f32>) -> Result<(), QuantError> {
     let bb = scheme.block_bytes() as usize;
-    if bytes.len() % bb != 0 {
+    if !bytes.len().is_multiple_of(bb) {
         return Err(QuantError::Length {
             scheme,
             reason: format!(
@@ -301,7 +301,7 @@ pub fn quantize(scheme: QuantScheme, values: &[f32], out: &mut Vec<u8>) -> Resul
         return Err(QuantError::CannotQuantize(scheme));
     }
     let n = scheme.block_elems() as usize;
-    if values.len() % n != 0 {
+    if !values.len().is_multiple_of(n) {
         return Err(QuantError::Length {
             scheme,
             reason: format!(

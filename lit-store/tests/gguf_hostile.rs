@@ -133,9 +133,7 @@ fn export(dir: &Path, bytes: &[u8]) -> Result<LocalSource, String> {
 
 fn refused(g: &Gguf, needles: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
-    let err = export(dir.path(), &g.bytes())
-        .err()
-        .expect("export should fail");
+    let err = export(dir.path(), &g.bytes()).expect_err("export should fail");
     for n in needles {
         assert!(err.contains(n), "error `{err}` does not mention `{n}`");
     }

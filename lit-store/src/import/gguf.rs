@@ -691,7 +691,11 @@ pub fn unpermute_rows(
     heads: u64,
     out: &mut Vec<u8>,
 ) -> std::result::Result<(), String> {
-    if rows == 0 || heads == 0 || rows % (2 * heads) != 0 || bytes.len() as u64 % rows != 0 {
+    if rows == 0
+        || heads == 0
+        || !rows.is_multiple_of(2 * heads)
+        || !(bytes.len() as u64).is_multiple_of(rows)
+    {
         return Err(format!(
             "{} bytes in {rows} rows cannot be split into {heads} heads of row pairs",
             bytes.len()
