@@ -92,7 +92,7 @@ fn unsupported_version() {
     match Manifest::decode(&bytes, "store-x") {
         Err(Error::UnsupportedVersion {
             found: 7,
-            supported: 1,
+            supported: 2,
             location,
         }) => assert_eq!(location, "store-x"),
         other => panic!("{other:?}"),
