@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 SECONDS_EACH="${1:-60}"
 shift || true
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(manifest_decode import_checkpoint)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(manifest_decode import_checkpoint gguf_header)
 TRIPLE="$(rustc -vV | sed -n 's/^host: //p')"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lit-target}-fuzz-cov"
 RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \

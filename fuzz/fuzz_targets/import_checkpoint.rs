@@ -1,5 +1,5 @@
-//! Any bytes given to the export path as a `.safetensors`, PyTorch or burnpack file give a store or an
-//! error, never a panic; a store that is produced verifies.
+//! Any bytes given to the export path as a `.safetensors`, PyTorch, burnpack or GGUF file give a store
+//! or an error, never a panic; a store that is produced verifies.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,10 +8,11 @@ use lit_store::{ExportOptions, StoreWriter};
 fuzz_target!(|data: &[u8]| {
     let Some((&kind, bytes)) = data.split_first() else { return };
     let dir = tempfile::tempdir().expect("temp dir");
-    let src = dir.path().join(match kind % 3 {
+    let src = dir.path().join(match kind % 4 {
         0 => "m.safetensors",
         1 => "m.pt",
-        _ => "m.bpk",
+        2 => "m.bpk",
+        _ => "m.gguf",
     });
     std::fs::write(&src, bytes).expect("write input");
     let Ok(writer) = StoreWriter::create_local(dir.path().join("store")) else { return };

@@ -81,6 +81,7 @@ impl Fixture {
                     shape: shape.to_vec(),
                     offset,
                     len,
+                    quant: None,
                 });
             }
             layers.push(LayerEntry {

@@ -43,14 +43,14 @@ pub enum Error {
     },
     /// The manifest was written by a newer (or unknown) version of the format.
     #[error(
-        "{location}: store format version {found} is not supported (this build reads version {supported})"
+        "{location}: store format version {found} is not supported (this build reads versions 1 to {supported})"
     )]
     UnsupportedVersion {
         /// Where the manifest was read from.
         location: String,
         /// Version found in the manifest.
         found: u32,
-        /// Version this build reads.
+        /// Newest version this build reads (it reads every version from 1 up to this one).
         supported: u32,
     },
     /// The manifest is damaged or internally inconsistent.

@@ -20,6 +20,7 @@ pub mod grouping;
 pub mod limits;
 pub mod manifest;
 pub mod progress;
+pub mod quant;
 pub mod source;
 
 pub use bytes::Bytes;
@@ -28,6 +29,7 @@ pub use dtype::DType;
 pub use error::{Error, Result};
 pub use manifest::{AuxFile, LayerEntry, Manifest, ObjectId, ObjectInfo, TensorEntry};
 pub use progress::{Event, NoObserver, Observer};
+pub use quant::QuantScheme;
 pub use source::{LayerData, VerifyReport, WeightSource, WeightSourceExt};
 
 /// The version string lit writes into manifests.

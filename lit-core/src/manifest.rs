@@ -5,8 +5,8 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic  b"LITSTORE"
-//! 8       4     format version (u32, currently 1)
-//! 12      4     flags (u32, must be 0 in version 1)
+//! 8       4     format version (u32, currently 2; 1 is still read)
+//! 12      4     flags (u32, must be 0)
 //! 16      8     payload length N (u64, ≤ MAX_MANIFEST_BYTES - 32)
 //! 24      8     XXH3-64 of the payload
 //! 32      N     payload: the `Manifest` struct, bincode 2 "standard" configuration
@@ -14,19 +14,25 @@
 //!
 //! The magic and version sit outside the bincode payload so the payload encoding can change in a
 //! later version while old readers still fail with a clear "unsupported version" error.
+//!
+//! Version 2 added [`TensorEntry::quant`] (block-quantized tensors, see [`crate::quant`]); a
+//! version 1 payload is the same struct without that field and decodes with `quant: None`.
 
 use crate::checksum::checksum;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::limits::*;
+use crate::quant::QuantScheme;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::ops::Range;
 
 /// First eight bytes of every manifest.
 pub const MAGIC: [u8; 8] = *b"LITSTORE";
-/// The format version this build writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this build writes (and the newest it reads).
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format version this build reads.
+pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of the fixed header before the payload.
 pub const HEADER_LEN: usize = 32;
 /// Object key of the manifest inside a store.
@@ -80,14 +86,127 @@ pub struct LayerEntry {
 pub struct TensorEntry {
     /// Full dotted name, e.g. `encoder.layer.3.attention.self.query.weight`.
     pub name: String,
-    /// Element type.
+    /// Element type as stored in the layer object (`U8` for a quantized tensor).
     pub dtype: DType,
-    /// Shape (row-major).
+    /// Shape (row-major): the logical element shape, also for a quantized tensor (whose
+    /// safetensors entry in the layer object is a 1-D `U8` array of its bytes).
     pub shape: Vec<u64>,
     /// Byte offset of the data from the start of the layer object.
     pub offset: u64,
-    /// Byte length of the data (= product of shape × dtype size).
+    /// Byte length of the data (= product of shape × dtype size, or the scheme's
+    /// [`QuantScheme::byte_len`] for a quantized tensor).
     pub len: u64,
+    /// The block quantization of the tensor's bytes (`None`: plain `dtype` elements). Since
+    /// format version 2.
+    pub quant: Option<QuantScheme>,
+}
+
+/// Version 1 of the payload: the same structs without [`TensorEntry::quant`].
+mod v1 {
+    use super::*;
+
+    #[derive(Deserialize, Serialize)]
+    pub(super) struct Manifest {
+        model_name: String,
+        tool_version: String,
+        layers: Vec<LayerEntry>,
+        aux_files: Vec<AuxFile>,
+        metadata: Vec<(String, String)>,
+        total_bytes: u64,
+        total_tensors: u64,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    struct LayerEntry {
+        name: String,
+        key: String,
+        byte_len: u64,
+        checksum: u64,
+        tensors: Vec<TensorEntry>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    struct TensorEntry {
+        name: String,
+        dtype: DType,
+        shape: Vec<u64>,
+        offset: u64,
+        len: u64,
+    }
+
+    impl From<Manifest> for super::Manifest {
+        fn from(m: Manifest) -> Self {
+            super::Manifest {
+                model_name: m.model_name,
+                tool_version: m.tool_version,
+                layers: m
+                    .layers
+                    .into_iter()
+                    .map(|l| super::LayerEntry {
+                        name: l.name,
+                        key: l.key,
+                        byte_len: l.byte_len,
+                        checksum: l.checksum,
+                        tensors: l
+                            .tensors
+                            .into_iter()
+                            .map(|t| super::TensorEntry {
+                                name: t.name,
+                                dtype: t.dtype,
+                                shape: t.shape,
+                                offset: t.offset,
+                                len: t.len,
+                                quant: None,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                aux_files: m.aux_files,
+                metadata: m.metadata,
+                total_bytes: m.total_bytes,
+                total_tensors: m.total_tensors,
+            }
+        }
+    }
+
+    /// Encodes `m` exactly as a version 1 writer did (for compatibility tests); `None` when
+    /// it holds a quantized tensor, which version 1 cannot express.
+    pub(super) fn encode(m: &super::Manifest) -> Option<Vec<u8>> {
+        let old = Manifest {
+            model_name: m.model_name.clone(),
+            tool_version: m.tool_version.clone(),
+            layers: m
+                .layers
+                .iter()
+                .map(|l| {
+                    Some(LayerEntry {
+                        name: l.name.clone(),
+                        key: l.key.clone(),
+                        byte_len: l.byte_len,
+                        checksum: l.checksum,
+                        tensors: l
+                            .tensors
+                            .iter()
+                            .map(|t| {
+                                t.quant.is_none().then(|| TensorEntry {
+                                    name: t.name.clone(),
+                                    dtype: t.dtype,
+                                    shape: t.shape.clone(),
+                                    offset: t.offset,
+                                    len: t.len,
+                                })
+                            })
+                            .collect::<Option<_>>()?,
+                    })
+                })
+                .collect::<Option<_>>()?,
+            aux_files: m.aux_files.clone(),
+            metadata: m.metadata.clone(),
+            total_bytes: m.total_bytes,
+            total_tensors: m.total_tensors,
+        };
+        bincode::serde::encode_to_vec(&old, bincode_config()).ok()
+    }
 }
 
 /// An auxiliary file (config, tokenizer) carried by the store.
@@ -253,9 +372,26 @@ impl Manifest {
                 reason: e.to_string(),
             }
         })?;
+        Self::frame(FORMAT_VERSION, payload)
+    }
+
+    /// Encodes the manifest in format version 1, as lit wrote it before version 2, for
+    /// compatibility tests and for tools that must produce stores older readers open. Fails
+    /// when the manifest holds a quantized tensor (version 1 has no way to say so).
+    pub fn encode_v1(&self) -> Result<Vec<u8>> {
+        self.validate("manifest being written")?;
+        let payload = v1::encode(self).ok_or_else(|| {
+            Error::InvalidArgument(
+                "a store with quantized tensors cannot be written in format version 1".into(),
+            )
+        })?;
+        Self::frame(1, payload)
+    }
+
+    fn frame(version: u32, payload: Vec<u8>) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&version.to_le_bytes());
         out.extend_from_slice(&0u32.to_le_bytes());
         out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         out.extend_from_slice(&checksum(&payload).to_le_bytes());
@@ -290,7 +426,7 @@ impl Manifest {
             });
         }
         let version = read_u32(bytes, 8).ok_or_else(|| corrupt("header cut short".into()))?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(Error::UnsupportedVersion {
                 location: location.to_string(),
                 found: version,
@@ -319,9 +455,14 @@ impl Manifest {
         if checksum(payload) != expected_sum {
             return Err(corrupt("payload checksum mismatch".into()));
         }
-        let (manifest, used): (Manifest, usize) =
+        let decoded = if version == 1 {
+            bincode::serde::decode_from_slice::<v1::Manifest, _>(payload, bincode_config())
+                .map(|(m, used)| (Manifest::from(m), used))
+        } else {
             bincode::serde::decode_from_slice(payload, bincode_config())
-                .map_err(|e| corrupt(format!("cannot decode payload: {e}")))?;
+        };
+        let (manifest, used): (Manifest, usize) =
+            decoded.map_err(|e| corrupt(format!("cannot decode payload: {e}")))?;
         if used != payload.len() {
             return Err(corrupt(format!(
                 "{} trailing bytes after payload",
@@ -417,11 +558,15 @@ impl Manifest {
                     return Err(corrupt(format!("tensor `{}` appears twice", t.name)));
                 }
                 let tctx = format!("{ctx}: tensor `{}`", t.name);
-                let expected = tensor_byte_len(&tctx, t.dtype, &t.shape)?;
+                let expected = stored_byte_len(&tctx, t.dtype, t.quant, &t.shape)?;
                 if expected != t.len {
+                    let what = match t.quant {
+                        Some(q) => format!("{q} blocks"),
+                        None => t.dtype.to_string(),
+                    };
                     return Err(corrupt(format!(
-                        "tensor `{}`: shape {:?} of {} needs {expected} bytes, entry says {}",
-                        t.name, t.shape, t.dtype, t.len
+                        "tensor `{}`: shape {:?} of {what} needs {expected} bytes, entry says {}",
+                        t.name, t.shape, t.len
                     )));
                 }
                 let end = t
@@ -519,6 +664,33 @@ pub fn tensor_byte_len(context: &str, dtype: DType, shape: &[u64]) -> Result<u64
             limit: MAX_LAYER_BYTES,
         })?;
     }
+    check_limit(context.to_string(), "tensor size", n, MAX_LAYER_BYTES)?;
+    Ok(n)
+}
+
+/// Bytes of a stored tensor: [`tensor_byte_len`] for plain elements, the scheme's block bytes
+/// for a quantized tensor (whose `dtype` must be `U8`), with the same limits checked.
+pub fn stored_byte_len(
+    context: &str,
+    dtype: DType,
+    quant: Option<QuantScheme>,
+    shape: &[u64],
+) -> Result<u64> {
+    let Some(q) = quant else {
+        return tensor_byte_len(context, dtype, shape);
+    };
+    let bad = |reason: String| Error::CorruptManifest {
+        location: context.to_string(),
+        reason,
+    };
+    if dtype != DType::U8 {
+        return Err(bad(format!(
+            "a {q} tensor must be stored as U8 bytes, not {dtype}"
+        )));
+    }
+    // Rank and dimension limits as for any tensor (U8: the element count bounds the size).
+    tensor_byte_len(context, DType::U8, shape)?;
+    let n = q.byte_len(shape).map_err(|e| bad(e.to_string()))?;
     check_limit(context.to_string(), "tensor size", n, MAX_LAYER_BYTES)?;
     Ok(n)
 }

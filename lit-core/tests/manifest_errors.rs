@@ -12,6 +12,7 @@ fn tensor(name: &str, dtype: DType, shape: &[u64], offset: u64) -> TensorEntry {
         shape: shape.to_vec(),
         offset,
         len,
+        quant: None,
     }
 }
 
@@ -91,7 +92,7 @@ fn unsupported_version() {
     match Manifest::decode(&bytes, "store-x") {
         Err(Error::UnsupportedVersion {
             found: 7,
-            supported: 1,
+            supported: 2,
             location,
         }) => assert_eq!(location, "store-x"),
         other => panic!("{other:?}"),

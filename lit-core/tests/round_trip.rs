@@ -36,6 +36,7 @@ fn arb_manifest() -> impl Strategy<Value = Manifest> {
                                 shape,
                                 offset,
                                 len,
+                                quant: None,
                             };
                             offset += len;
                             t

@@ -1,11 +1,12 @@
 //! Export: a checkpoint in, a store out, one layer at a time.
 
 use crate::convert::convert_floats;
-use crate::import::{Checkpoint, open_checkpoint};
+use crate::import::{Checkpoint, SourceTensor, open_checkpoint};
 use crate::layer_file::{TensorSpec, write_order};
 use crate::writer::StoreWriter;
 use lit_core::grouping::{GroupingOptions, TensorToGroup, plan_layers};
-use lit_core::{DType, Error, Event, Manifest, Observer, Result};
+use lit_core::quant::{dequantize, quantize};
+use lit_core::{DType, Error, Event, Manifest, Observer, QuantScheme, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -18,8 +19,13 @@ const LARGE_TENSOR: u64 = 32 << 20;
 /// Options of [`export`].
 #[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
-    /// Convert float tensors to this type (`None` keeps each tensor's type).
+    /// Convert float tensors to this type (`None` keeps each tensor's type). Block-quantized
+    /// source tensors (GGUF) are dequantized to it; with `None` their blocks are kept as they are.
     pub dtype: Option<DType>,
+    /// Quantize float weight matrices to this scheme (`Q8_0`, `Q4_0` or `Q4_1`): every 2-D float
+    /// tensor named `*.weight` whose inner dimension is a multiple of 32 (projections and
+    /// embeddings); 1-D tensors (norms, biases) keep their float type, as llama.cpp does.
+    pub quantize: Option<QuantScheme>,
     /// Layer grouping (regex override, maximum layer size).
     pub grouping: GroupingOptions,
     /// Model name recorded in the manifest (default: the source's file or directory name).
@@ -80,13 +86,29 @@ pub fn export_checkpoint(
             reason: "the checkpoint holds no tensors".into(),
         });
     }
-    let stored_dtype = |d: DType| match options.dtype {
-        Some(to) if d.is_float() => to,
-        _ => d,
-    };
+    if let Some(q) = options.quantize
+        && !q.can_quantize()
+    {
+        return Err(Error::InvalidArgument(format!(
+            "--quantize {q}: lit quantizes to Q8_0, Q4_0 or Q4_1 (K-quants are imported, not produced)"
+        )));
+    }
+    let plans: Vec<Plan> = tensors
+        .iter()
+        .enumerate()
+        .map(|(i, t)| Plan::new(t, checkpoint.quant(i), options))
+        .collect();
     let sizes: Vec<u64> = tensors
         .iter()
-        .map(|t| lit_core::manifest::tensor_byte_len(&file, stored_dtype(t.dtype), &t.shape))
+        .zip(&plans)
+        .map(|(t, p)| {
+            lit_core::manifest::stored_byte_len(
+                &format!("{file}: tensor `{}`", t.name),
+                p.dtype,
+                p.quant,
+                &t.shape,
+            )
+        })
         .collect::<Result<_>>()?;
     let to_group: Vec<TensorToGroup<'_>> = tensors
         .iter()
@@ -111,17 +133,19 @@ pub fn export_checkpoint(
             .iter()
             .map(|&m| TensorSpec {
                 name: tensors[m].name.clone(),
-                dtype: stored_dtype(tensors[m].dtype),
+                dtype: plans[m].dtype,
                 shape: tensors[m].shape.clone(),
             })
             .collect();
+        let quants: Vec<Option<QuantScheme>> =
+            layer.members.iter().map(|&m| plans[m].quant).collect();
         // A reader thread fetches (and converts) the next tensor while this one is written;
         // buffers come back once written and are reused across layers, so steady state
         // allocates (and page-faults) nothing.
         let entry = std::thread::scope(|scope| {
             let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Recycled>)>(1);
             let order = write_order(&specs);
-            let (specs, file, give_back, sizes) = (&specs, &file, &give_back, &sizes);
+            let (file, give_back, sizes, plans) = (&file, &give_back, &sizes, &plans);
             let returned = std::mem::replace(&mut take_back, std::sync::mpsc::channel().1);
             let reader = scope.spawn(move || {
                 for i in order {
@@ -152,13 +176,12 @@ pub fn export_checkpoint(
                             },
                         }
                     };
+                    let m = layer.members[i];
                     let bytes =
-                        read_stored(checkpoint, layer.members[i], specs[i].dtype, file, buf).map(
-                            |buf| Recycled {
-                                buf,
-                                home: give_back.clone(),
-                            },
-                        );
+                        read_stored(checkpoint, m, &plans[m], file, buf).map(|buf| Recycled {
+                            buf,
+                            home: give_back.clone(),
+                        });
                     let failed = bytes.is_err();
                     if tx.send((i, bytes)).is_err() || failed {
                         break;
@@ -167,7 +190,7 @@ pub fn export_checkpoint(
                 (returned, buffers)
             });
             let written = writer
-                .write_layer(&layer.name, specs, |i| {
+                .write_layer_quantized(&layer.name, &specs, &quants, |i| {
                     let (got, bytes) = rx.recv().map_err(|_| {
                         Error::InvalidArgument(format!("{file}: tensor reader stopped early"))
                     })?;
@@ -209,6 +232,9 @@ pub fn export_checkpoint(
     if let Some(d) = options.dtype {
         metadata.push(("dtype".to_string(), d.to_string()));
     }
+    if let Some(q) = options.quantize {
+        metadata.push(("quantize".to_string(), q.to_string()));
+    }
     let name = options
         .name
         .clone()
@@ -221,25 +247,113 @@ pub fn export_checkpoint(
     })
 }
 
-/// Tensor `index` of `checkpoint` as it will be stored (converted to `to` when that differs),
-/// read into `buf`.
+/// How one tensor is stored and what turns the source bytes into the stored ones.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Stored dtype (`U8` for blocks).
+    dtype: DType,
+    /// Stored block quantization.
+    quant: Option<QuantScheme>,
+    /// The source's block quantization (dequantized when `quant` is `None`).
+    from_quant: Option<QuantScheme>,
+}
+
+impl Plan {
+    fn new(t: &SourceTensor, from_quant: Option<QuantScheme>, options: &ExportOptions) -> Plan {
+        match (from_quant, options.dtype) {
+            // Dequantize on export: the store then needs no quantization support to load.
+            (Some(_), Some(to)) if to.is_float() => Plan {
+                dtype: to,
+                quant: None,
+                from_quant,
+            },
+            // Blocks kept exactly as they came.
+            (Some(q), _) => Plan {
+                dtype: DType::U8,
+                quant: Some(q),
+                from_quant,
+            },
+            (None, to) => match options.quantize {
+                Some(q) if quantizable(t, q) => Plan {
+                    dtype: DType::U8,
+                    quant: Some(q),
+                    from_quant: None,
+                },
+                _ => Plan {
+                    dtype: match to {
+                        Some(to) if t.dtype.is_float() => to,
+                        _ => t.dtype,
+                    },
+                    quant: None,
+                    from_quant: None,
+                },
+            },
+        }
+    }
+}
+
+/// Whether `--quantize q` applies to `t`: a 2-D float `*.weight` whose rows are whole blocks.
+fn quantizable(t: &SourceTensor, q: QuantScheme) -> bool {
+    t.dtype.is_float()
+        && t.name.ends_with(".weight")
+        && t.shape.len() == 2
+        && t.shape
+            .last()
+            .is_some_and(|&c| c > 0 && c % q.block_elems() == 0)
+}
+
+/// Tensor `index` of `checkpoint` as `plan` stores it, read into `buf`.
 fn read_stored(
     checkpoint: &dyn Checkpoint,
     index: usize,
-    to: DType,
+    plan: &Plan,
     file: &str,
     mut buf: Vec<u8>,
 ) -> Result<Vec<u8>> {
     let t = &checkpoint.tensors()[index];
-    checkpoint.read_into(index, &mut buf)?;
-    if t.dtype == to {
-        return Ok(buf);
-    }
-    convert_floats(&buf, t.dtype, to).ok_or_else(|| Error::InvalidTensor {
+    let bad = |reason: String| Error::InvalidTensor {
         file: file.to_string(),
         tensor: t.name.clone(),
-        reason: format!("cannot convert {} to {to}", t.dtype),
-    })
+        reason,
+    };
+    checkpoint.read_into(index, &mut buf)?;
+    match (plan.from_quant, plan.quant) {
+        (Some(_), Some(_)) => Ok(buf),
+        (Some(from), None) => {
+            let mut values = Vec::new();
+            dequantize(from, &buf, &mut values).map_err(|e| bad(e.to_string()))?;
+            let f32_bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            if plan.dtype == DType::F32 {
+                return Ok(f32_bytes);
+            }
+            convert_floats(&f32_bytes, DType::F32, plan.dtype)
+                .ok_or_else(|| bad(format!("cannot convert F32 to {}", plan.dtype)))
+        }
+        (None, Some(q)) => {
+            let f32_bytes = if t.dtype == DType::F32 {
+                buf
+            } else {
+                convert_floats(&buf, t.dtype, DType::F32)
+                    .ok_or_else(|| bad(format!("cannot convert {} to F32", t.dtype)))?
+            };
+            let values: Vec<f32> = f32_bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+                return Err(bad(format!(
+                    "element {i} is {}, which {q} cannot hold",
+                    values[i]
+                )));
+            }
+            let mut out = Vec::new();
+            quantize(q, &values, &mut out).map_err(|e| bad(e.to_string()))?;
+            Ok(out)
+        }
+        (None, None) if t.dtype == plan.dtype => Ok(buf),
+        (None, None) => convert_floats(&buf, t.dtype, plan.dtype)
+            .ok_or_else(|| bad(format!("cannot convert {} to {}", t.dtype, plan.dtype))),
+    }
 }
 
 /// A tensor buffer that returns to the reader thread when dropped.

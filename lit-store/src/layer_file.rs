@@ -9,7 +9,7 @@
 //! can be reinterpreted as `&[f32]`/`&[f64]` in place.
 
 use lit_core::checksum::StreamingChecksum;
-use lit_core::{DType, Error, Result, TensorEntry};
+use lit_core::{DType, Error, QuantScheme, Result, TensorEntry};
 use safetensors::tensor::{Metadata, TensorInfo};
 use std::io::Write;
 
@@ -94,21 +94,40 @@ pub fn write_layer<W: Write, D: AsRef<[u8]>>(
     out: W,
     file: &str,
     tensors: &[TensorSpec],
+    data: impl FnMut(usize) -> Result<D>,
+) -> Result<WrittenLayer> {
+    write_layer_quantized(out, file, tensors, &[], data)
+}
+
+/// Like [`write_layer`], with `quant[i]` (when present and `Some`) the block quantization of
+/// `tensors[i]`: such a tensor's spec has dtype `U8` and its logical element shape; its bytes
+/// (the scheme's blocks, [`QuantScheme::byte_len`] long) are stored as a 1-D `U8` safetensors
+/// tensor and its manifest entry records the scheme and the logical shape.
+pub fn write_layer_quantized<W: Write, D: AsRef<[u8]>>(
+    out: W,
+    file: &str,
+    tensors: &[TensorSpec],
+    quant: &[Option<QuantScheme>],
     mut data: impl FnMut(usize) -> Result<D>,
 ) -> Result<WrittenLayer> {
     let order = write_order(tensors);
+    let quant_of = |i: usize| quant.get(i).copied().flatten();
 
     let mut infos = Vec::with_capacity(tensors.len());
     let mut offset: u64 = 0;
     for &i in &order {
         let t = &tensors[i];
-        let len = lit_core::manifest::tensor_byte_len(
+        let len = lit_core::manifest::stored_byte_len(
             &format!("{file}: tensor `{}`", t.name),
             t.dtype,
+            quant_of(i),
             &t.shape,
         )?;
-        let shape = t
-            .shape
+        let stored_shape = match quant_of(i) {
+            Some(_) => vec![len],
+            None => t.shape.clone(),
+        };
+        let shape = stored_shape
             .iter()
             .map(|&d| usize::try_from(d))
             .collect::<std::result::Result<Vec<_>, _>>()
@@ -147,7 +166,7 @@ pub fn write_layer<W: Write, D: AsRef<[u8]>>(
     let mut at = data_start;
     for &i in &order {
         let t = &tensors[i];
-        let len = lit_core::manifest::tensor_byte_len(file, t.dtype, &t.shape)?;
+        let len = lit_core::manifest::stored_byte_len(file, t.dtype, quant_of(i), &t.shape)?;
         let bytes = data(i)?;
         let bytes = bytes.as_ref();
         if bytes.len() as u64 != len {
@@ -169,6 +188,7 @@ pub fn write_layer<W: Write, D: AsRef<[u8]>>(
             shape: t.shape.clone(),
             offset: at,
             len,
+            quant: quant_of(i),
         });
         at += len;
     }

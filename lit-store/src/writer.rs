@@ -1,6 +1,6 @@
 //! [`StoreWriter`]: builds a store layer by layer and publishes it with its manifest last.
 
-use crate::layer_file::{TensorSpec, write_layer};
+use crate::layer_file::{TensorSpec, write_layer_quantized};
 use crate::sink::{LocalDirSink, StoreSink};
 use lit_core::checksum::checksum;
 use lit_core::manifest::{aux_key, layer_key};
@@ -58,6 +58,18 @@ impl StoreWriter {
         tensors: &[TensorSpec],
         data: impl FnMut(usize) -> Result<D>,
     ) -> Result<&LayerEntry> {
+        self.write_layer_quantized(name, tensors, &[], data)
+    }
+
+    /// Like [`StoreWriter::write_layer`], with block-quantized tensors (see
+    /// [`crate::layer_file::write_layer_quantized`]).
+    pub fn write_layer_quantized<D: AsRef<[u8]>>(
+        &mut self,
+        name: &str,
+        tensors: &[TensorSpec],
+        quant: &[Option<lit_core::QuantScheme>],
+        data: impl FnMut(usize) -> Result<D>,
+    ) -> Result<&LayerEntry> {
         if self.layers.iter().any(|l| l.name == name) {
             return Err(Error::InvalidArgument(format!(
                 "layer `{name}` written twice"
@@ -66,7 +78,7 @@ impl StoreWriter {
         let key = layer_key(self.layers.len());
         let file = format!("{}/{key}", self.sink.location());
         let mut object = self.sink.create_object(&key)?;
-        let written = write_layer(&mut object, &file, tensors, data)?;
+        let written = write_layer_quantized(&mut object, &file, tensors, quant, data)?;
         object.finish()?;
         self.layers.push(LayerEntry {
             name: name.to_string(),

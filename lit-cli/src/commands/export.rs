@@ -10,15 +10,20 @@ use std::process::ExitCode;
 
 #[derive(Debug, clap::Parser)]
 pub(crate) struct Args {
-    /// Checkpoint: a .safetensors file, a Hugging Face model directory, a PyTorch .bin/.pt, or a
-    /// Burn .bpk file.
+    /// Checkpoint: a .safetensors file, a Hugging Face model directory, a PyTorch .bin/.pt, a
+    /// Burn .bpk file, or a llama.cpp .gguf file (architecture `llama`).
     src: PathBuf,
     /// Destination: a new store directory, or an object-store URL (s3://bucket/prefix/model.lit,
     /// gs://…, az://…, memory://…). It must not hold a store yet.
     dst: String,
-    /// Convert float tensors to this type.
+    /// Convert float tensors to this type. Quantized GGUF tensors are dequantized to it (without
+    /// --dtype their blocks are stored as they are).
     #[arg(long, value_parser = ["f32", "f16", "bf16"])]
     dtype: Option<String>,
+    /// Quantize 2-D float weight matrices (`*.weight`, inner dimension a multiple of 32) to
+    /// GGML blocks; norms and biases keep their float type.
+    #[arg(long, value_parser = ["q8_0", "q4_0", "q4_1"])]
+    quantize: Option<String>,
     /// Group tensors into layers by this regex (first capture group, or the whole match) instead
     /// of the default rule, for the tensors it matches.
     #[arg(long, value_name = "REGEX")]
@@ -54,6 +59,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             .dtype
             .as_deref()
             .map(|d| d.parse::<DType>())
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        quantize: args
+            .quantize
+            .as_deref()
+            .map(|q| q.parse::<lit_core::QuantScheme>())
             .transpose()
             .map_err(anyhow::Error::msg)?,
         grouping: GroupingOptions {

@@ -35,8 +35,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// A tensor's stored type: its dtype, or its quantization scheme (`Q4_1`) for block-quantized
+/// tensors (stored as `U8` bytes).
+fn stored_type(t: &lit_core::TensorEntry) -> String {
+    match t.quant {
+        Some(q) => q.to_string(),
+        None => t.dtype.to_string(),
+    }
+}
+
 fn dtypes(layer: &lit_core::LayerEntry) -> Vec<String> {
-    let set: BTreeSet<String> = layer.tensors.iter().map(|t| t.dtype.to_string()).collect();
+    let set: BTreeSet<String> = layer.tensors.iter().map(stored_type).collect();
     set.into_iter().collect()
 }
 
@@ -59,7 +68,7 @@ fn to_json(location: &str, m: &Manifest, with_tensors: bool) -> serde_json::Valu
                 v["tensors"] = l
                     .tensors
                     .iter()
-                    .map(|t| json!({"name": t.name, "dtype": t.dtype.to_string(), "shape": t.shape, "offset": t.offset, "bytes": t.len}))
+                    .map(|t| json!({"name": t.name, "dtype": t.dtype.to_string(), "quant": t.quant.map(|q| q.to_string()), "shape": t.shape, "offset": t.offset, "bytes": t.len}))
                     .collect();
             }
             v
@@ -127,7 +136,7 @@ fn write_table(
                     out,
                     "         {}  {} {:?}  {}",
                     t.name,
-                    t.dtype,
+                    stored_type(t),
                     t.shape,
                     human_bytes(t.len)
                 )?;

@@ -1,20 +1,22 @@
 //! Reading checkpoints to export: safetensors files, Hugging Face model directories, PyTorch
-//! `.bin`/`.pt` files and Burn burnpack files, all behind [`Checkpoint`].
+//! `.bin`/`.pt` files, Burn burnpack files and llama.cpp GGUF files, all behind [`Checkpoint`].
 //!
 //! Every reader validates its input up front (through the format's own maintained crate) and reads
 //! tensor data lazily, one tensor at a time, so export memory stays bounded by one layer.
 
 #[cfg(feature = "burnpack")]
 mod burnpack;
+pub mod gguf;
 mod hf_dir;
 #[cfg(feature = "pytorch")]
 mod pytorch;
 mod safetensors_file;
 
+pub use gguf::GgufFile;
 pub use hf_dir::{CARRIED_FILES, HfDirectory};
 pub use safetensors_file::SafetensorsFile;
 
-use lit_core::{DType, Error, Result};
+use lit_core::{DType, Error, QuantScheme, Result};
 use std::borrow::Cow;
 use std::path::Path;
 
@@ -35,7 +37,14 @@ pub trait Checkpoint: Send + Sync {
     fn path(&self) -> &str;
     /// Every tensor, in any order.
     fn tensors(&self) -> &[SourceTensor];
-    /// Raw little-endian bytes of `tensors()[index]`, exactly `shape × dtype size` long.
+    /// The block quantization of `tensors()[index]` (`None`: plain elements). A quantized
+    /// tensor is listed with dtype `U8` and its logical shape, and reads as its blocks.
+    fn quant(&self, index: usize) -> Option<QuantScheme> {
+        let _ = index;
+        None
+    }
+    /// Raw little-endian bytes of `tensors()[index]`, exactly `shape × dtype size` long (for a
+    /// quantized tensor: [`QuantScheme::byte_len`] bytes of blocks).
     fn read(&self, index: usize) -> Result<Cow<'_, [u8]>>;
     /// Like [`Checkpoint::read`], into `out` (replacing its contents), so a caller can reuse one
     /// buffer for many tensors instead of faulting in fresh memory for each.
@@ -52,7 +61,7 @@ pub trait Checkpoint: Send + Sync {
 }
 
 /// Opens `path` by its kind: a directory (Hugging Face layout), `.safetensors`, `.bin`/`.pt`/`.pth`
-/// (PyTorch) or `.bpk`/`.burnpack` (Burn).
+/// (PyTorch), `.bpk`/`.burnpack` (Burn) or `.gguf` (llama.cpp).
 pub fn open_checkpoint(path: &Path) -> Result<Box<dyn Checkpoint>> {
     let shown = path.display().to_string();
     let meta = std::fs::metadata(path).map_err(|e| Error::io(&shown, e))?;
@@ -66,6 +75,7 @@ pub fn open_checkpoint(path: &Path) -> Result<Box<dyn Checkpoint>> {
         .to_ascii_lowercase();
     match ext.as_str() {
         "safetensors" => Ok(Box::new(SafetensorsFile::open(path)?)),
+        "gguf" => Ok(Box::new(GgufFile::open(path)?)),
         #[cfg(feature = "pytorch")]
         "bin" | "pt" | "pth" => Ok(Box::new(pytorch::PytorchFile::open(path)?)),
         #[cfg(feature = "burnpack")]
@@ -73,7 +83,7 @@ pub fn open_checkpoint(path: &Path) -> Result<Box<dyn Checkpoint>> {
         _ => Err(Error::InvalidCheckpoint {
             file: shown,
             reason:
-                "unknown checkpoint kind: expected a directory, .safetensors, .bin/.pt/.pth or .bpk"
+                "unknown checkpoint kind: expected a directory, .safetensors, .bin/.pt/.pth, .bpk or .gguf"
                     .into(),
         }),
     }
