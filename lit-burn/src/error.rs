@@ -106,6 +106,13 @@ pub enum Problem {
         /// What is wrong.
         reason: String,
     },
+    /// The stored bytes could not be decoded (quantized blocks that do not match their scheme).
+    Decode {
+        /// Store name.
+        tensor: String,
+        /// What is wrong.
+        reason: String,
+    },
     /// The parameter is not in the path map (the module is not part of the registered skeleton).
     UnknownParam {
         /// The parameter's id.
@@ -152,7 +159,9 @@ impl fmt::Display for Problem {
                 "tensor `{tensor}`: the device cannot hold {dtype} (convert floats with \
                  `LoadOptions::float_dtype`)"
             ),
-            Problem::BadLayout { tensor, reason } => write!(f, "tensor `{tensor}`: {reason}"),
+            Problem::BadLayout { tensor, reason } | Problem::Decode { tensor, reason } => {
+                write!(f, "tensor `{tensor}`: {reason}")
+            }
             Problem::UnknownParam { id } => write!(
                 f,
                 "parameter {id} is not part of the registered skeleton (load submodules of the \

@@ -13,7 +13,7 @@
 //! type unless [`LoadOptions::float_dtype`] asks for another (one converting copy).
 
 use crate::dtype::to_burn;
-use crate::error::{Error, LoadErrors, Result};
+use crate::error::{Error, LoadErrors, Problem, Result};
 use crate::names::{Identity, Layout, NameMap};
 use crate::paths::ParamPaths;
 use crate::plan::{LoadPlan, PlanRules, Step};
@@ -21,6 +21,7 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{
     AllocationProperty, Bool, Bytes, DType as BurnDType, FloatDType, Int, Tensor, TensorData,
 };
+use lit_core::quant::{self, QuantError, QuantScheme};
 use lit_core::{DType, LayerData, LayerEntry};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -118,7 +119,7 @@ pub fn load_module<M: Module>(
             converted: None,
         })
         .collect();
-    let (loaded, filled) = fill(module, &plan, &slots);
+    let (loaded, filled) = fill(module, &plan, &slots)?;
     let report = LoadReport::of(&plan, &ids, &filled.copied, layers.iter().map(|l| &l.entry));
     Ok((loaded, report))
 }
@@ -206,21 +207,27 @@ pub(crate) fn fill<M: Module>(
     module: &M,
     plan: &LoadPlan,
     layers: &[LayerSlot<'_>],
-) -> (M, Filled) {
+) -> Result<(M, Filled)> {
     let mut filler = Filler {
         plan,
         layers,
         copied: Vec::new(),
         converted: 0,
+        problems: Vec::new(),
     };
     let loaded = module.clone().map(&mut filler);
-    (
+    if !filler.problems.is_empty() {
+        return Err(Error::Load(LoadErrors {
+            problems: filler.problems,
+        }));
+    }
+    Ok((
         loaded,
         Filled {
             copied: filler.copied,
             converted: filler.converted,
         },
-    )
+    ))
 }
 
 /// What [`fill`] did besides filling.
@@ -236,6 +243,7 @@ struct Filler<'a> {
     layers: &'a [LayerSlot<'a>],
     copied: Vec<ParamId>,
     converted: usize,
+    problems: Vec<Problem>,
 }
 
 impl Filler<'_> {
@@ -259,17 +267,40 @@ impl Filler<'_> {
             .data
             .bytes
             .slice(t.offset as usize..(t.offset + t.len) as usize);
-        let (raw, copied) = wrap_bytes(bytes, entry.stored);
-        if copied && !converts {
-            self.copied.push(id);
-        }
-        let stored = TensorData::from_bytes(raw, entry.shape.clone(), to_burn(entry.stored));
         if converts {
             self.converted += 1;
         }
         let data = match entry.step {
-            Step::AsStored => stored,
-            Step::Cast { to, .. } => stored.convert_dtype(to.into()),
+            Step::Dequantize { scheme, to, .. } => {
+                let values = match dequantize(scheme, &bytes) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        self.problems.push(Problem::Decode {
+                            tensor: entry.name.clone(),
+                            reason: e.to_string(),
+                        });
+                        return None;
+                    }
+                };
+                let data = TensorData::new(values, entry.shape.clone());
+                if to == FloatDType::F32 {
+                    data
+                } else {
+                    data.convert_dtype(to.into())
+                }
+            }
+            step => {
+                let (raw, copied) = wrap_bytes(bytes, entry.stored);
+                if copied && !converts {
+                    self.copied.push(id);
+                }
+                let stored =
+                    TensorData::from_bytes(raw, entry.shape.clone(), to_burn(entry.stored));
+                match step {
+                    Step::Cast { to, .. } => stored.convert_dtype(to.into()),
+                    _ => stored,
+                }
+            }
         };
         let data = match &slot.converted {
             Some(cache) if converts => {
@@ -284,6 +315,47 @@ impl Filler<'_> {
         };
         Some((data, entry.dtype, entry.layout))
     }
+}
+
+/// Decodes quantized `bytes` to f32, on several threads for large tensors (whole blocks each).
+fn dequantize(scheme: QuantScheme, bytes: &[u8]) -> Result<Vec<f32>, QuantError> {
+    const PER_THREAD: usize = 1 << 20;
+    let block = scheme.block_bytes() as usize;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let blocks = bytes.len() / block;
+    if threads < 2 || bytes.len() < 2 * PER_THREAD {
+        let mut out = Vec::new();
+        quant::dequantize(scheme, bytes, &mut out)?;
+        return Ok(out);
+    }
+    let chunk = blocks.div_ceil(threads) * block;
+    let parts: Vec<Result<Vec<f32>, QuantError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = bytes
+            .chunks(chunk)
+            .map(|c| {
+                s.spawn(move || {
+                    let mut out = Vec::new();
+                    quant::dequantize(scheme, c, &mut out).map(|()| out)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(QuantError::Length {
+                        scheme,
+                        reason: "a decoding thread panicked".into(),
+                    })
+                })
+            })
+            .collect()
+    });
+    let mut out = Vec::with_capacity(blocks * scheme.block_elems() as usize);
+    for part in parts {
+        out.extend_from_slice(&part?);
+    }
+    Ok(out)
 }
 
 /// Wraps a tensor's bytes for Burn without a copy when aligned for `dtype`; returns whether it

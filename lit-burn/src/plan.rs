@@ -15,6 +15,7 @@ use crate::names::{Layout, NameMap, StoreTensor};
 use crate::paths::{ParamInfo, ParamKind};
 use burn::module::ParamId;
 use burn::tensor::{DType as BurnDType, Device, FloatDType};
+use lit_core::quant::QuantScheme;
 use lit_core::{DType, LayerEntry, TensorEntry};
 use std::collections::HashMap;
 
@@ -30,6 +31,16 @@ pub enum Step {
         /// Bytes of the converted copy.
         bytes: u64,
     },
+    /// Quantized blocks decoded to f32 (then converted to `to` if that is another type): one
+    /// working copy of `bytes` bytes.
+    Dequantize {
+        /// The block scheme of the stored bytes.
+        scheme: QuantScheme,
+        /// The type the parameter gets.
+        to: FloatDType,
+        /// Bytes of the decoded copy.
+        bytes: u64,
+    },
 }
 
 impl Step {
@@ -37,7 +48,7 @@ impl Step {
     pub fn working_bytes(&self) -> u64 {
         match self {
             Step::AsStored => 0,
-            Step::Cast { bytes, .. } => *bytes,
+            Step::Cast { bytes, .. } | Step::Dequantize { bytes, .. } => *bytes,
         }
     }
 }
@@ -164,8 +175,14 @@ fn plan_entry(
 ) -> std::result::Result<PlanEntry, Problem> {
     let shape = check_entry(info, &target, entry)?;
     let stored = to_burn(entry.dtype);
-    let (dtype, step) = match (info.kind, rules.float_dtype) {
-        (ParamKind::Float, Some(to)) if BurnDType::from(to) != stored => {
+    let elems: u64 = entry.shape.iter().product();
+    let (dtype, step) = match (info.kind, rules.float_dtype, entry.quant) {
+        (_, to, Some(scheme)) => {
+            let to = to.unwrap_or(FloatDType::F32);
+            let bytes = elems * BurnDType::from(to).size() as u64;
+            (BurnDType::from(to), Step::Dequantize { scheme, to, bytes })
+        }
+        (ParamKind::Float, Some(to), None) if BurnDType::from(to) != stored => {
             let elems = entry.len / entry.dtype.size() as u64;
             let size = BurnDType::from(to).size() as u64;
             (
@@ -176,7 +193,7 @@ fn plan_entry(
                 },
             )
         }
-        (ParamKind::Bool, _) => (
+        (ParamKind::Bool, _, None) => (
             device.map_or(stored, |d| d.settings().bool_dtype.into()),
             Step::AsStored,
         ),
@@ -210,9 +227,10 @@ fn check_entry(
     entry: &TensorEntry,
 ) -> std::result::Result<Vec<usize>, Problem> {
     let kind_ok = match info.kind {
-        ParamKind::Float => entry.dtype.is_float(),
-        ParamKind::Int => is_int(entry.dtype),
-        ParamKind::Bool => entry.dtype == DType::Bool,
+        // Quantized blocks decode to floats.
+        ParamKind::Float => entry.dtype.is_float() || entry.quant.is_some(),
+        ParamKind::Int => is_int(entry.dtype) && entry.quant.is_none(),
+        ParamKind::Bool => entry.dtype == DType::Bool && entry.quant.is_none(),
     };
     if !kind_ok {
         return Err(Problem::DTypeMismatch {

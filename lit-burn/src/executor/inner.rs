@@ -183,7 +183,13 @@ impl Inner {
         for layer in resident_hits {
             self.emit_resident_hit(layer);
         }
-        let (module, filled) = fill(module, &self.plan, &slots);
+        let (module, filled) = match fill(module, &self.plan, &slots) {
+            Ok(filled) => filled,
+            Err(e) => {
+                let s = self.lock();
+                return Err(self.abort(s, owned, e));
+            }
+        };
         if filled.converted > 0 {
             self.lock().count_converted(filled.converted);
         }
