@@ -37,7 +37,7 @@ pub trait WeightSource: Send + Sync + Debug {
     async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
         let info = self.manifest().object(id)?;
         let bytes = self.read_range(id, 0..info.byte_len).await?;
-        info.verify(&bytes)?;
+        info.verify(&bytes, self.location())?;
         Ok(bytes)
     }
 }
