@@ -561,7 +561,7 @@ fn check_tensor<'m>(
                 ),
             )
         })?;
-    if t.offset % t.dtype.size() as u64 != 0 {
+    if !t.offset.is_multiple_of(t.dtype.size() as u64) {
         return Err(corrupt_manifest(
             location,
             format!(

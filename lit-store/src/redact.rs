@@ -3,7 +3,7 @@
 //!
 //! - A location is printed by [`redacted`]: without user info (`user:password@`), query
 //!   (`?X-Amz-Signature=…`, `?sig=…` of a pre-signed or SAS URL) and fragment.
-//! - A store option's value (`--store-option KEY=VALUE`, [`crate::remote::RemoteOptions::config`])
+//! - A store option's value (`--store-option KEY=VALUE`, `RemoteOptions::config`)
 //!   is never printed: [`hide_values`] replaces it by its key in any text that echoes it.
 
 /// `location` as it may be printed: a URL loses its user info, query and fragment (and a trailing
