@@ -31,10 +31,18 @@ fn env() -> Env {
         server,
         cache: tempfile::tempdir().unwrap(),
     };
-    let out = env.lit(&strings(&["export", &env.ckpt, &env.local]));
-    assert!(out.status.success(), "{}", stderr(&out));
+    // A local store, and one in the bucket that writes to `TAKEN` collide with.
+    for dst in [env.local.clone(), format!("s3://models/{TAKEN}")] {
+        let out = env.lit(&strings(&["export", &env.ckpt, &dst]));
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
     env
 }
+
+/// A store that exists in the bucket (so writing there fails) and one that does not (so reading
+/// it fails); `PATH` in a location template stands for either.
+const TAKEN: &str = "taken.lit";
+const ABSENT: &str = "absent.lit";
 
 impl Env {
     /// `lit args…` with the server's endpoint and credentials in the environment; fails the test
@@ -57,27 +65,31 @@ fn strings(args: &[&str]) -> Vec<String> {
     args.iter().map(|s| s.to_string()).collect()
 }
 
-/// Every command, with `location` where a store is read or written and `extra` flags.
-fn every_command(env: &Env, location: &str, extra: &[&str]) -> Vec<Vec<String>> {
+/// Every command, with `template` as the store read (`PATH` = [`ABSENT`]) or written (`PATH` =
+/// [`TAKEN`]), and `extra` flags.
+fn every_command(env: &Env, template: &str, extra: &[&str]) -> Vec<Vec<String>> {
     let (ckpt, local) = (&env.ckpt, &env.local);
+    let read = template.replace("PATH", ABSENT);
+    let write = template.replace("PATH", TAKEN);
+    let (read, write) = (read.as_str(), write.as_str());
     let copy = env.dir.path().join("copy.lit");
     let copy = copy.to_str().unwrap();
     let fast = ["--retries", "0", "--deadline", "10"];
     let commands: [&[&str]; 7] = [
-        &["export", ckpt, location],
-        &["cp", location, copy],
-        &["cp", local, location],
-        &["inspect", location],
-        &["verify", location],
+        &["export", ckpt, write],
+        &["cp", read, copy],
+        &["cp", local, write],
+        &["inspect", read],
+        &["verify", read],
         &[
             "run",
             "bert",
-            location,
+            read,
             "--budget",
             "60MiB",
             "A man is eating food.",
         ],
-        &["bench", location, "--passes", "1"],
+        &["bench", read, "--passes", "1"],
     ];
     commands
         .iter()
@@ -117,36 +129,36 @@ fn secrets_in_locations_are_never_printed() {
     let cases = [
         // user:password in the URL (refused, and not echoed).
         (
-            "s3://AKIAEXAMPLE:userinfo-secret-1@models/x.lit".to_string(),
+            "s3://AKIAEXAMPLE:userinfo-secret-1@models/PATH".to_string(),
             "userinfo-secret-1",
-            Some("models/x.lit"),
+            Some("models/"),
         ),
         (
-            format!("http://reader:userinfo-secret-2@{}/models/x.lit", &endpoint[7..]),
+            format!("http://reader:userinfo-secret-2@{}/models/PATH", &endpoint[7..]),
             "userinfo-secret-2",
-            Some("models/x.lit"),
+            Some("models/"),
         ),
         // An Azure SAS token: the signature is in the query.
         (
-            "az://container/x.lit?sv=2024-05-04&sr=c&sp=rl&sig=sas-sig-secret-3%3D".to_string(),
+            "az://container/PATH?sv=2024-05-04&sr=c&sp=rl&sig=sas-sig-secret-3%3D".to_string(),
             "sas-sig-secret-3",
-            Some("az://container/x.lit"),
+            Some("az://container/"),
         ),
         (
-            format!("{endpoint}/models/x.lit?sv=2024-05-04&sp=rl&sig=sas-sig-secret-4%3D"),
+            format!("{endpoint}/models/PATH?sv=2024-05-04&sp=rl&sig=sas-sig-secret-4%3D"),
             "sas-sig-secret-4",
-            Some("models/x.lit"),
+            Some("models/"),
         ),
         // An AWS pre-signed URL.
         (
-            "s3://models/x.lit?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20260101&X-Amz-Signature=amz-sig-secret-5".to_string(),
+            "s3://models/PATH?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20260101&X-Amz-Signature=amz-sig-secret-5".to_string(),
             "amz-sig-secret-5",
-            Some("s3://models/x.lit"),
+            Some("s3://models/"),
         ),
         (
-            format!("{endpoint}/models/x.lit?X-Amz-Expires=3600&X-Amz-Signature=amz-sig-secret-6#frag-secret-7"),
+            format!("{endpoint}/models/PATH?X-Amz-Expires=3600&X-Amz-Signature=amz-sig-secret-6#frag-secret-7"),
             "amz-sig-secret-6",
-            Some("models/x.lit"),
+            Some("models/"),
         ),
     ];
     for (location, secret, hint) in cases {
@@ -154,7 +166,7 @@ fn secrets_in_locations_are_never_printed() {
         assert_hidden(&env, commands, secret, hint);
     }
     // The fragment of the last case too.
-    let location = format!("{endpoint}/models/x.lit?a=b#frag-secret-7");
+    let location = format!("{endpoint}/models/PATH?a=b#frag-secret-7");
     assert_hidden(
         &env,
         every_command(&env, &location, &[]),
@@ -166,7 +178,7 @@ fn secrets_in_locations_are_never_printed() {
 #[test]
 fn store_option_values_are_never_printed() {
     let env = env();
-    let location = "s3://models/x.lit";
+    let location = "s3://models/PATH";
     // A value the client cannot parse: the message names the key instead.
     assert_hidden(
         &env,

@@ -238,7 +238,11 @@ pub(crate) fn hide(e: impl Into<BoxError>, hidden: &[(String, String)]) -> BoxEr
     let mut text = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        text = format!("{text}: {c}");
+        // Many errors repeat their source in their own message: keep each text once.
+        let own = c.to_string();
+        if !text.contains(&own) {
+            text = format!("{text}: {own}");
+        }
         cause = c.source();
     }
     let shown = hide_values(&text, hidden);
