@@ -426,22 +426,15 @@ impl Manifest {
                     ),
                 ));
             }
-            if !aux_names.insert(aux.name.as_str()) {
-                return Err(corrupt_manifest(
-                    location,
-                    format!("auxiliary file `{}` appears twice", aux.name),
-                ));
-            }
-            if aux.key != aux_key(i) {
-                return Err(corrupt_manifest(
-                    location,
-                    format!(
-                        "auxiliary file {i} has key `{}`, expected `{}`",
-                        aux.key,
-                        aux_key(i)
-                    ),
-                ));
-            }
+            check_unique_and_key(
+                location,
+                &mut aux_names,
+                ("auxiliary file", "auxiliary file"),
+                i,
+                &aux.name,
+                &aux.key,
+                aux_key(i),
+            )?;
             check_limit(
                 format!("{location}: auxiliary file `{}`", aux.name),
                 "size",
@@ -459,6 +452,32 @@ fn corrupt_manifest(location: &str, reason: String) -> Error {
         location: location.to_string(),
         reason,
     }
+}
+
+/// Entry `i` named `name` (called `labels.0` in the "appears twice" message, `labels.1` in the
+/// key message): not seen before in `names`, and stored under lit's own `expected` key.
+fn check_unique_and_key<'m>(
+    location: &str,
+    names: &mut HashSet<&'m str>,
+    labels: (&str, &str),
+    i: usize,
+    name: &'m str,
+    key: &str,
+    expected: String,
+) -> Result<()> {
+    if !names.insert(name) {
+        return Err(corrupt_manifest(
+            location,
+            format!("{} `{name}` appears twice", labels.0),
+        ));
+    }
+    if key != expected {
+        return Err(corrupt_manifest(
+            location,
+            format!("{} {i} has key `{key}`, expected `{expected}`", labels.1),
+        ));
+    }
+    Ok(())
 }
 
 /// What [`Manifest::validate`] carries from layer to layer: names seen and running totals.
@@ -480,22 +499,15 @@ fn check_layer<'m>(
 ) -> Result<()> {
     let ctx = format!("{location}: layer {i} `{}`", layer.name);
     check_name(location, "layer name", &layer.name, false)?;
-    if !seen.layer_names.insert(layer.name.as_str()) {
-        return Err(corrupt_manifest(
-            location,
-            format!("layer name `{}` appears twice", layer.name),
-        ));
-    }
-    if layer.key != layer_key(i) {
-        return Err(corrupt_manifest(
-            location,
-            format!(
-                "layer {i} has key `{}`, expected `{}`",
-                layer.key,
-                layer_key(i)
-            ),
-        ));
-    }
+    check_unique_and_key(
+        location,
+        &mut seen.layer_names,
+        ("layer name", "layer"),
+        i,
+        &layer.name,
+        &layer.key,
+        layer_key(i),
+    )?;
     check_limit(ctx.clone(), "layer size", layer.byte_len, MAX_LAYER_BYTES)?;
     check_limit(
         ctx.clone(),
