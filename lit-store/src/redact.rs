@@ -24,12 +24,19 @@ pub fn redacted(location: &str) -> String {
     format!("{scheme}://{rest}")
 }
 
-/// `text` with every non-empty value of `settings` (key, value) replaced by `<KEY>`, so a
-/// message that echoes a store option names the option instead of showing its value. Longer
-/// values are replaced first, so a value that contains another is hidden whole.
+/// Values shorter than this (`1`, `yes`) hold no secret, and replacing them would garble
+/// messages (`HTTP/1.1`).
+const MIN_HIDDEN_LEN: usize = 4;
+
+/// `text` with every value of `settings` (key, value) replaced by `<KEY>`, so a message that
+/// echoes a store option names the option instead of showing its value. Longer values are
+/// replaced first, so a value that contains another is hidden whole; values under 4 bytes are
+/// left (they hold no secret, and would garble the message).
 pub fn hide_values(text: &str, settings: &[(String, String)]) -> String {
-    let mut by_length: Vec<&(String, String)> =
-        settings.iter().filter(|(_, v)| !v.is_empty()).collect();
+    let mut by_length: Vec<&(String, String)> = settings
+        .iter()
+        .filter(|(_, v)| v.len() >= MIN_HIDDEN_LEN)
+        .collect();
     by_length.sort_by_key(|(_, v)| std::cmp::Reverse(v.len()));
     let mut text = text.to_string();
     for (key, value) in by_length {
@@ -76,6 +83,7 @@ mod tests {
             ("aws_allow_http".to_string(), "hunter2".to_string()),
             ("aws_session_token".to_string(), "hunter2-long".to_string()),
             ("empty".to_string(), String::new()),
+            ("aws_allow_http_too".to_string(), "1".to_string()),
         ];
         assert_eq!(
             hide_values(
@@ -84,6 +92,9 @@ mod tests {
             ),
             "failed to parse \"<aws_allow_http>\" as boolean; token <aws_session_token>"
         );
-        assert_eq!(hide_values("nothing here", &settings), "nothing here");
+        assert_eq!(
+            hide_values("nothing here over HTTP/1.1", &settings),
+            "nothing here over HTTP/1.1"
+        );
     }
 }
