@@ -101,11 +101,6 @@ impl<D: TensorData> Listed<D> {
         self.aux = aux;
         self
     }
-
-    /// The format's reader.
-    pub fn data(&self) -> &D {
-        &self.data
-    }
 }
 
 impl<D: TensorData> Checkpoint for Listed<D> {
