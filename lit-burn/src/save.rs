@@ -58,9 +58,18 @@ pub fn save_module<M: Module>(module: &M, dst: &Path) -> Result<Manifest> {
         .map_err(Error::Source)
 }
 
+/// Every parameter of `module` as (module path, data), in visiting order: the names and bytes
+/// [`save_module`] stores. Reads (so initialises) every parameter.
+pub fn named_tensors<M: Module>(module: &M) -> Vec<(String, TensorData)> {
+    visit(module, &|_| true)
+        .into_iter()
+        .filter_map(|p| p.data.map(|d| (p.path, d)))
+        .collect()
+}
+
 /// Every parameter's path, stored dtype and shape, without copying data.
 fn describe<M: Module>(module: &M) -> Result<Vec<TensorSpec>> {
-    visit(module, &HashSet::new())
+    visit(module, &|_| false)
         .into_iter()
         .map(|p| {
             let dtype = crate::dtype::from_burn(p.dtype).ok_or_else(|| {
@@ -80,7 +89,7 @@ fn describe<M: Module>(module: &M) -> Result<Vec<TensorSpec>> {
 
 /// The data of the parameters whose paths are in `wanted`.
 fn collect<M: Module>(module: &M, wanted: &HashSet<&str>) -> Vec<(String, TensorData)> {
-    visit(module, wanted)
+    visit(module, &|path| wanted.contains(path))
         .into_iter()
         .filter_map(|p| p.data.map(|d| (p.path, d)))
         .collect()
@@ -95,11 +104,11 @@ struct Visited {
     data: Option<TensorData>,
 }
 
-/// Every parameter in visiting order, with the data of those in `wanted`.
-fn visit<M: Module>(module: &M, wanted: &HashSet<&str>) -> Vec<Visited> {
+/// Every parameter in visiting order, with the data of those whose path is `wanted`.
+fn visit<M: Module>(module: &M, wanted: &dyn Fn(&str) -> bool) -> Vec<Visited> {
     struct V<'a> {
         stack: Vec<String>,
-        wanted: &'a HashSet<&'a str>,
+        wanted: &'a dyn Fn(&str) -> bool,
         out: Vec<Visited>,
     }
     impl V<'_> {
@@ -109,10 +118,7 @@ fn visit<M: Module>(module: &M, wanted: &HashSet<&str>) -> Vec<Visited> {
             Tensor<D, K>: Clone,
         {
             let path = self.stack.join(".");
-            let data = self
-                .wanted
-                .contains(path.as_str())
-                .then(|| t.clone().into_data());
+            let data = (self.wanted)(&path).then(|| t.clone().into_data());
             self.out.push(Visited {
                 path,
                 dtype: t.dtype(),

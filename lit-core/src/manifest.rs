@@ -293,21 +293,31 @@ impl AuxFile {
 }
 
 impl ObjectInfo<'_> {
-    /// Checks `bytes` against this object's length and checksum.
-    pub fn verify(&self, bytes: &[u8]) -> Result<()> {
+    /// Checks `bytes`, read from the store at `location`, against this object's length and
+    /// checksum.
+    pub fn verify(&self, bytes: &[u8], location: &str) -> Result<()> {
         if bytes.len() as u64 != self.byte_len {
-            return Err(Error::LengthMismatch {
-                layer: self.name.to_string(),
-                key: self.key.to_string(),
-                expected: self.byte_len,
-                actual: bytes.len() as u64,
-            });
+            return Err(self.length_mismatch(location, bytes.len() as u64));
         }
-        let actual = checksum(bytes);
+        self.check_checksum(location, checksum(bytes))
+    }
+
+    /// [`Error::LengthMismatch`]: this object, in the store at `location`, is `actual` bytes long.
+    pub fn length_mismatch(&self, location: &str, actual: u64) -> Error {
+        Error::LengthMismatch {
+            layer: self.name.to_string(),
+            key: format!("{location}/{}", self.key),
+            expected: self.byte_len,
+            actual,
+        }
+    }
+
+    /// Checks the checksum `actual` of this object's bytes, read from the store at `location`.
+    pub fn check_checksum(&self, location: &str, actual: u64) -> Result<()> {
         if actual != self.checksum {
             return Err(Error::ChecksumMismatch {
                 layer: self.name.to_string(),
-                key: self.key.to_string(),
+                key: format!("{location}/{}", self.key),
                 expected: self.checksum,
                 actual,
             });
@@ -407,10 +417,7 @@ impl Manifest {
 
     /// Decodes and validates a manifest read from `location` (used in error messages).
     pub fn decode(bytes: &[u8], location: &str) -> Result<Manifest> {
-        let corrupt = |reason: String| Error::CorruptManifest {
-            location: location.to_string(),
-            reason,
-        };
+        let corrupt = |reason: String| corrupt_manifest(location, reason);
         check_limit(
             location.to_string(),
             "manifest size",
@@ -476,10 +483,18 @@ impl Manifest {
     /// Checks every invariant of the format: limits, unique names, lit-generated keys, tensor
     /// byte ranges inside their layer, no overlaps, shape × dtype = length, consistent totals.
     pub fn validate(&self, location: &str) -> Result<()> {
-        let corrupt = |reason: String| Error::CorruptManifest {
-            location: location.to_string(),
-            reason,
-        };
+        self.check_header(location)?;
+        let mut seen = Seen::default();
+        for (i, layer) in self.layers.iter().enumerate() {
+            check_layer(location, i, layer, &mut seen)?;
+        }
+        self.check_totals(location, &seen)?;
+        self.check_aux_files(location)
+    }
+
+    /// Model name, tool version, counts of layers, auxiliary files and metadata, metadata
+    /// entries, and at least one layer.
+    fn check_header(&self, location: &str) -> Result<()> {
         check_name(location, "model name", &self.model_name, true)?;
         check_name(location, "tool version", &self.tool_version, true)?;
         check_limit(
@@ -510,130 +525,57 @@ impl Manifest {
             )?;
         }
         if self.layers.is_empty() {
-            return Err(corrupt("the store has no layers".into()));
+            return Err(corrupt_manifest(location, "the store has no layers".into()));
         }
+        Ok(())
+    }
 
-        let mut layer_names = HashSet::with_capacity(self.layers.len());
-        let mut tensor_names = HashSet::new();
-        let mut total_bytes: u64 = 0;
-        let mut total_tensors: u64 = 0;
-        for (i, layer) in self.layers.iter().enumerate() {
-            let ctx = format!("{location}: layer {i} `{}`", layer.name);
-            check_name(location, "layer name", &layer.name, false)?;
-            if !layer_names.insert(layer.name.as_str()) {
-                return Err(corrupt(format!(
-                    "layer name `{}` appears twice",
-                    layer.name
-                )));
-            }
-            if layer.key != layer_key(i) {
-                return Err(corrupt(format!(
-                    "layer {i} has key `{}`, expected `{}`",
-                    layer.key,
-                    layer_key(i)
-                )));
-            }
-            check_limit(ctx.clone(), "layer size", layer.byte_len, MAX_LAYER_BYTES)?;
-            check_limit(
-                ctx.clone(),
-                "tensor count",
-                layer.tensors.len() as u64,
-                MAX_TENSORS_PER_LAYER,
-            )?;
-            total_bytes = total_bytes
-                .checked_add(layer.byte_len)
-                .ok_or_else(|| corrupt("total size overflows".into()))?;
-            total_tensors += layer.tensors.len() as u64;
-            check_limit(
-                location.to_string(),
-                "tensor count",
-                total_tensors,
-                MAX_TENSORS,
-            )?;
+    /// The recorded totals against what the layers add up to.
+    fn check_totals(&self, location: &str, seen: &Seen<'_>) -> Result<()> {
+        if seen.bytes != self.total_bytes {
+            return Err(corrupt_manifest(
+                location,
+                format!(
+                    "total_bytes is {}, layers add up to {}",
+                    self.total_bytes, seen.bytes
+                ),
+            ));
+        }
+        if seen.tensors != self.total_tensors {
+            return Err(corrupt_manifest(
+                location,
+                format!(
+                    "total_tensors is {}, layers add up to {}",
+                    self.total_tensors, seen.tensors
+                ),
+            ));
+        }
+        Ok(())
+    }
 
-            let mut ranges: Vec<(u64, u64, &str)> = Vec::with_capacity(layer.tensors.len());
-            for t in &layer.tensors {
-                check_name(location, "tensor name", &t.name, false)?;
-                if !tensor_names.insert(t.name.as_str()) {
-                    return Err(corrupt(format!("tensor `{}` appears twice", t.name)));
-                }
-                let tctx = format!("{ctx}: tensor `{}`", t.name);
-                let expected = stored_byte_len(&tctx, t.dtype, t.quant, &t.shape)?;
-                if expected != t.len {
-                    let what = match t.quant {
-                        Some(q) => format!("{q} blocks"),
-                        None => t.dtype.to_string(),
-                    };
-                    return Err(corrupt(format!(
-                        "tensor `{}`: shape {:?} of {what} needs {expected} bytes, entry says {}",
-                        t.name, t.shape, t.len
-                    )));
-                }
-                let end = t
-                    .offset
-                    .checked_add(t.len)
-                    .filter(|&end| end <= layer.byte_len)
-                    .ok_or_else(|| {
-                        corrupt(format!(
-                            "tensor `{}`: bytes {}+{} lie outside layer `{}` of {} bytes",
-                            t.name, t.offset, t.len, layer.name, layer.byte_len
-                        ))
-                    })?;
-                if t.offset % t.dtype.size() as u64 != 0 {
-                    return Err(corrupt(format!(
-                        "tensor `{}`: offset {} is not aligned to its {}-byte elements",
-                        t.name,
-                        t.offset,
-                        t.dtype.size()
-                    )));
-                }
-                ranges.push((t.offset, end, &t.name));
-            }
-            ranges.sort_unstable();
-            for w in ranges.windows(2) {
-                if w[1].0 < w[0].1 {
-                    return Err(corrupt(format!(
-                        "tensors `{}` and `{}` overlap",
-                        w[0].2, w[1].2
-                    )));
-                }
-            }
-        }
-        if total_bytes != self.total_bytes {
-            return Err(corrupt(format!(
-                "total_bytes is {}, layers add up to {total_bytes}",
-                self.total_bytes
-            )));
-        }
-        if total_tensors != self.total_tensors {
-            return Err(corrupt(format!(
-                "total_tensors is {}, layers add up to {total_tensors}",
-                self.total_tensors
-            )));
-        }
-
+    /// Auxiliary files: plain, unique names, lit-generated keys, sizes within the limit.
+    fn check_aux_files(&self, location: &str) -> Result<()> {
         let mut aux_names = HashSet::new();
         for (i, aux) in self.aux_files.iter().enumerate() {
             check_name(location, "auxiliary file name", &aux.name, false)?;
             if aux.name.contains(['/', '\\']) || aux.name == "." || aux.name == ".." {
-                return Err(corrupt(format!(
-                    "auxiliary file name `{}` is not a plain file name",
-                    aux.name
-                )));
+                return Err(corrupt_manifest(
+                    location,
+                    format!(
+                        "auxiliary file name `{}` is not a plain file name",
+                        aux.name
+                    ),
+                ));
             }
-            if !aux_names.insert(aux.name.as_str()) {
-                return Err(corrupt(format!(
-                    "auxiliary file `{}` appears twice",
-                    aux.name
-                )));
-            }
-            if aux.key != aux_key(i) {
-                return Err(corrupt(format!(
-                    "auxiliary file {i} has key `{}`, expected `{}`",
-                    aux.key,
-                    aux_key(i)
-                )));
-            }
+            check_unique_and_key(
+                location,
+                &mut aux_names,
+                ("auxiliary file", "auxiliary file"),
+                i,
+                &aux.name,
+                &aux.key,
+                aux_key(i),
+            )?;
             check_limit(
                 format!("{location}: auxiliary file `{}`", aux.name),
                 "size",
@@ -643,6 +585,165 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// [`Error::CorruptManifest`] of the store at `location`.
+fn corrupt_manifest(location: &str, reason: String) -> Error {
+    Error::CorruptManifest {
+        location: location.to_string(),
+        reason,
+    }
+}
+
+/// Entry `i` named `name` (called `labels.0` in the "appears twice" message, `labels.1` in the
+/// key message): not seen before in `names`, and stored under lit's own `expected` key.
+fn check_unique_and_key<'m>(
+    location: &str,
+    names: &mut HashSet<&'m str>,
+    labels: (&str, &str),
+    i: usize,
+    name: &'m str,
+    key: &str,
+    expected: String,
+) -> Result<()> {
+    if !names.insert(name) {
+        return Err(corrupt_manifest(
+            location,
+            format!("{} `{name}` appears twice", labels.0),
+        ));
+    }
+    if key != expected {
+        return Err(corrupt_manifest(
+            location,
+            format!("{} {i} has key `{key}`, expected `{expected}`", labels.1),
+        ));
+    }
+    Ok(())
+}
+
+/// What [`Manifest::validate`] carries from layer to layer: names seen and running totals.
+#[derive(Default)]
+struct Seen<'m> {
+    layer_names: HashSet<&'m str>,
+    tensor_names: HashSet<&'m str>,
+    bytes: u64,
+    tensors: u64,
+}
+
+/// Layer `i`: name unique, key lit's own, size and tensor count within the limits, running
+/// totals, then its tensors.
+fn check_layer<'m>(
+    location: &str,
+    i: usize,
+    layer: &'m LayerEntry,
+    seen: &mut Seen<'m>,
+) -> Result<()> {
+    let ctx = format!("{location}: layer {i} `{}`", layer.name);
+    check_name(location, "layer name", &layer.name, false)?;
+    check_unique_and_key(
+        location,
+        &mut seen.layer_names,
+        ("layer name", "layer"),
+        i,
+        &layer.name,
+        &layer.key,
+        layer_key(i),
+    )?;
+    check_limit(ctx.clone(), "layer size", layer.byte_len, MAX_LAYER_BYTES)?;
+    check_limit(
+        ctx.clone(),
+        "tensor count",
+        layer.tensors.len() as u64,
+        MAX_TENSORS_PER_LAYER,
+    )?;
+    seen.bytes = seen
+        .bytes
+        .checked_add(layer.byte_len)
+        .ok_or_else(|| corrupt_manifest(location, "total size overflows".into()))?;
+    seen.tensors += layer.tensors.len() as u64;
+    check_limit(
+        location.to_string(),
+        "tensor count",
+        seen.tensors,
+        MAX_TENSORS,
+    )?;
+    let mut ranges = Vec::with_capacity(layer.tensors.len());
+    for t in &layer.tensors {
+        ranges.push(check_tensor(location, &ctx, layer, t, seen)?);
+    }
+    check_no_overlap(location, ranges)
+}
+
+/// One tensor of `layer`: name unique, shape × dtype = length, bytes inside the layer, offset
+/// aligned to its elements. Returns its byte range and name.
+fn check_tensor<'m>(
+    location: &str,
+    ctx: &str,
+    layer: &LayerEntry,
+    t: &'m TensorEntry,
+    seen: &mut Seen<'m>,
+) -> Result<(u64, u64, &'m str)> {
+    check_name(location, "tensor name", &t.name, false)?;
+    if !seen.tensor_names.insert(t.name.as_str()) {
+        return Err(corrupt_manifest(
+            location,
+            format!("tensor `{}` appears twice", t.name),
+        ));
+    }
+    let tctx = format!("{ctx}: tensor `{}`", t.name);
+    let expected = stored_byte_len(&tctx, t.dtype, t.quant, &t.shape)?;
+    if expected != t.len {
+        let what = match t.quant {
+            Some(q) => format!("{q} blocks"),
+            None => t.dtype.to_string(),
+        };
+        return Err(corrupt_manifest(
+            location,
+            format!(
+                "tensor `{}`: shape {:?} of {what} needs {expected} bytes, entry says {}",
+                t.name, t.shape, t.len
+            ),
+        ));
+    }
+    let end = t
+        .offset
+        .checked_add(t.len)
+        .filter(|&end| end <= layer.byte_len)
+        .ok_or_else(|| {
+            corrupt_manifest(
+                location,
+                format!(
+                    "tensor `{}`: bytes {}+{} lie outside layer `{}` of {} bytes",
+                    t.name, t.offset, t.len, layer.name, layer.byte_len
+                ),
+            )
+        })?;
+    if !t.offset.is_multiple_of(t.dtype.size() as u64) {
+        return Err(corrupt_manifest(
+            location,
+            format!(
+                "tensor `{}`: offset {} is not aligned to its {}-byte elements",
+                t.name,
+                t.offset,
+                t.dtype.size()
+            ),
+        ));
+    }
+    Ok((t.offset, end, &t.name))
+}
+
+/// No two of a layer's tensor byte ranges (start, end, name) overlap.
+fn check_no_overlap(location: &str, mut ranges: Vec<(u64, u64, &str)>) -> Result<()> {
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        if w[1].0 < w[0].1 {
+            return Err(corrupt_manifest(
+                location,
+                format!("tensors `{}` and `{}` overlap", w[0].2, w[1].2),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Bytes needed by a tensor of `dtype` and `shape`, with the rank and dimension limits checked and

@@ -37,7 +37,7 @@ pub trait WeightSource: Send + Sync + Debug {
     async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
         let info = self.manifest().object(id)?;
         let bytes = self.read_range(id, 0..info.byte_len).await?;
-        info.verify(&bytes)?;
+        info.verify(&bytes, self.location())?;
         Ok(bytes)
     }
 }
@@ -54,37 +54,28 @@ pub fn check_range(manifest: &Manifest, id: ObjectId, range: &Range<u64>) -> Res
     Ok(())
 }
 
-#[async_trait]
-impl<T: WeightSource + ?Sized> WeightSource for Arc<T> {
-    fn manifest(&self) -> &Manifest {
-        (**self).manifest()
-    }
-    fn location(&self) -> &str {
-        (**self).location()
-    }
-    async fn read_range(&self, id: ObjectId, range: Range<u64>) -> Result<Bytes> {
-        (**self).read_range(id, range).await
-    }
-    async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
-        (**self).read_object(id).await
-    }
+/// `WeightSource` forwarded through a smart pointer.
+macro_rules! forward_weight_source {
+    ($($pointer:ident),*) => {$(
+        #[async_trait]
+        impl<T: WeightSource + ?Sized> WeightSource for $pointer<T> {
+            fn manifest(&self) -> &Manifest {
+                (**self).manifest()
+            }
+            fn location(&self) -> &str {
+                (**self).location()
+            }
+            async fn read_range(&self, id: ObjectId, range: Range<u64>) -> Result<Bytes> {
+                (**self).read_range(id, range).await
+            }
+            async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
+                (**self).read_object(id).await
+            }
+        }
+    )*};
 }
 
-#[async_trait]
-impl<T: WeightSource + ?Sized> WeightSource for Box<T> {
-    fn manifest(&self) -> &Manifest {
-        (**self).manifest()
-    }
-    fn location(&self) -> &str {
-        (**self).location()
-    }
-    async fn read_range(&self, id: ObjectId, range: Range<u64>) -> Result<Bytes> {
-        (**self).read_range(id, range).await
-    }
-    async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
-        (**self).read_object(id).await
-    }
-}
+forward_weight_source!(Arc, Box);
 
 /// A verified layer: its manifest entry and its bytes, sliceable into tensors without copies.
 #[derive(Debug, Clone)]

@@ -27,6 +27,7 @@ pub mod local;
 pub mod location;
 pub mod memory;
 mod mmap;
+pub mod redact;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod sink;

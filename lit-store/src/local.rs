@@ -120,22 +120,15 @@ impl LocalSource {
             .map_err(|e| Error::io(path.display(), e))?
             .len();
         if actual != info.byte_len {
-            return Err(Error::LengthMismatch {
-                layer: info.name.to_string(),
-                key: format!("{}/{}", self.location, info.key),
-                expected: info.byte_len,
-                actual,
-            });
+            return Err(info.length_mismatch(&self.location, actual));
         }
         let len = (range.end - range.start) as usize;
         let io_err = |e: std::io::Error| {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
-                Error::LengthMismatch {
-                    layer: info.name.to_string(),
-                    key: format!("{}/{}", self.location, info.key),
-                    expected: info.byte_len,
-                    actual: file.metadata().map(|m| m.len()).unwrap_or(0),
-                }
+                info.length_mismatch(
+                    &self.location,
+                    file.metadata().map(|m| m.len()).unwrap_or(0),
+                )
             } else {
                 Error::io(path.display(), e)
             }
@@ -144,7 +137,7 @@ impl LocalSource {
             ReadMode::Mmap => {
                 let bytes = crate::mmap::map_range(&file, range.start, len).map_err(io_err)?;
                 if verify {
-                    info.verify(&bytes)?;
+                    info.verify(&bytes, &self.location)?;
                 }
                 Ok(bytes)
             }
@@ -164,13 +157,8 @@ impl LocalSource {
                     })
                     .map_err(io_err)?;
                 }
-                if verify && hasher.digest() != info.checksum {
-                    return Err(Error::ChecksumMismatch {
-                        layer: info.name.to_string(),
-                        key: format!("{}/{}", self.location, info.key),
-                        expected: info.checksum,
-                        actual: hasher.digest(),
-                    });
+                if verify {
+                    info.check_checksum(&self.location, hasher.digest())?;
                 }
                 Ok(buf.into_bytes())
             }

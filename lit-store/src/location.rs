@@ -2,6 +2,7 @@
 //! `http(s)://` or `memory://`.
 
 use crate::local::{LocalSource, ReadMode};
+use crate::redact::redacted;
 use crate::writer::StoreWriter;
 use lit_core::{Error, Result, WeightSource};
 use std::path::PathBuf;
@@ -38,21 +39,6 @@ impl Default for DiskCacheOptions {
     }
 }
 
-/// `location` with any `user:password@` removed: safe to print, even when it does not parse as
-/// a URL.
-pub fn redacted(location: &str) -> String {
-    match location.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            match rest[..authority_end].rfind('@') {
-                Some(at) => format!("{scheme}://{}", &rest[at + 1..]),
-                None => location.to_string(),
-            }
-        }
-        None => location.to_string(),
-    }
-}
-
 /// The local directory `location` names, or `None` for an object-store URL.
 pub fn local_path(location: &str) -> Result<Option<PathBuf>> {
     match location.split_once("://") {
@@ -62,7 +48,8 @@ pub fn local_path(location: &str) -> Result<Option<PathBuf>> {
                 Ok(Some(PathBuf::from(rest)))
             } else {
                 Err(Error::InvalidArgument(format!(
-                    "store location `{location}`: file:// URLs need an absolute path (file:///dir/model.lit)"
+                    "store location `{}`: file:// URLs need an absolute path (file:///dir/model.lit)",
+                    redacted(location)
                 )))
             }
         }
@@ -120,13 +107,14 @@ fn create_remote(location: &str, _: &OpenOptions) -> Result<StoreWriter> {
 #[cfg(not(feature = "remote"))]
 fn not_built(location: &str) -> Error {
     Error::InvalidArgument(format!(
-        "store location `{location}`: this build has no object-store support (lit-store feature `remote`)"
+        "store location `{}`: this build has no object-store support (lit-store feature `remote`)",
+        redacted(location)
     ))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::{local_path, redacted};
+    use super::local_path;
     use std::path::PathBuf;
 
     #[test]
@@ -142,15 +130,5 @@ mod tests {
         assert!(local_path("file://relative").is_err());
         assert_eq!(local_path("s3://bucket/m.lit").unwrap(), None);
         assert_eq!(local_path("memory:///m").unwrap(), None);
-    }
-
-    #[test]
-    fn credentials_are_cut_from_printed_locations() {
-        assert_eq!(
-            redacted("s3://key:secret@bucket/m.lit"),
-            "s3://bucket/m.lit"
-        );
-        assert_eq!(redacted("s3://bucket/a@b.lit"), "s3://bucket/a@b.lit");
-        assert_eq!(redacted("dir/m.lit"), "dir/m.lit");
     }
 }

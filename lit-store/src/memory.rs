@@ -83,12 +83,7 @@ impl WeightSource for MemorySource {
             .get(info.key)
             .ok_or_else(|| info.missing(&self.location))?;
         if bytes.len() as u64 != info.byte_len {
-            return Err(Error::LengthMismatch {
-                layer: info.name.to_string(),
-                key: info.key.to_string(),
-                expected: info.byte_len,
-                actual: bytes.len() as u64,
-            });
+            return Err(info.length_mismatch(&self.location, bytes.len() as u64));
         }
         Ok(bytes.slice(range.start as usize..range.end as usize))
     }

@@ -1,10 +1,10 @@
 //! A small custom model, its resident reference and a store exported from it.
 #![allow(dead_code, unreachable_pub)]
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, LinearLayout};
 use burn::tensor::activation::gelu;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use lit_core::grouping::{GroupingOptions, TensorToGroup, plan_layers};
 use lit_core::{Manifest, WeightSource};
 use lit_store::layer_file::TensorSpec;
@@ -118,55 +118,22 @@ pub fn resident(seed: u64, device: &Device) -> Net {
     net
 }
 
-/// Every parameter's path and data, reading (so initialising) each. With `hf`, 2-D Linear
-/// weights come out as PyTorch `[out, in]`.
+/// Every parameter's path and data, through the library's own visitor
+/// ([`lit_burn::save::named_tensors`]), reading (so initialising) each. With `hf`, 2-D weights
+/// (in these models, exactly the Linear weights) come out as PyTorch `[out, in]`.
 pub fn named_tensors<M: Module>(m: &M, hf: bool) -> Vec<(String, TensorData)> {
-    struct V {
-        stack: Vec<(String, String)>,
-        out: Vec<(String, TensorData)>,
-        hf: bool,
-    }
-    impl V {
-        fn path(&self) -> String {
-            self.stack
-                .iter()
-                .map(|(n, _)| n.as_str())
-                .collect::<Vec<_>>()
-                .join(".")
-        }
-    }
-    impl ModuleVisitor for V {
-        fn enter_module(&mut self, name: &str, container: &str) {
-            self.stack.push((name.into(), container.into()));
-        }
-        fn exit_module(&mut self, _: &str, _: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
-            let linear_weight = self.stack.last().map(|(n, c)| (n.as_str(), c.as_str()))
-                == Some(("weight", "Struct:Linear"));
-            let t = p.val();
-            let data = if self.hf && linear_weight && D == 2 {
-                t.transpose().into_data()
+    lit_burn::save::named_tensors(m)
+        .into_iter()
+        .map(|(name, data)| {
+            if hf && data.shape().len() == 2 {
+                let device = Device::flex();
+                let t = Tensor::<2>::from_data(data, &device);
+                (name, t.transpose().into_data())
             } else {
-                t.into_data()
-            };
-            self.out.push((self.path(), data));
-        }
-        fn visit_int<const D: usize>(&mut self, p: &Param<Tensor<D, Int>>) {
-            self.out.push((self.path(), p.val().into_data()));
-        }
-        fn visit_bool<const D: usize>(&mut self, p: &Param<Tensor<D, Bool>>) {
-            self.out.push((self.path(), p.val().into_data()));
-        }
-    }
-    let mut v = V {
-        stack: vec![],
-        out: vec![],
-        hf,
-    };
-    m.visit(&mut v);
-    v.out
+                (name, data)
+            }
+        })
+        .collect()
 }
 
 /// Writes `tensors` as a store in `dir` (which must not exist), grouped by lit's default rule.
@@ -209,7 +176,7 @@ pub fn exported(seed: u64, device: &Device) -> (Net, Arc<dyn WeightSource>, temp
     let net = resident(seed, device);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("store");
-    write_store(&dir, &named_tensors(&net, false));
+    lit_burn::save::save_module(&net, &dir).unwrap();
     let source: Arc<dyn WeightSource> = Arc::new(LocalSource::open(&dir).unwrap());
     (net, source, tmp)
 }

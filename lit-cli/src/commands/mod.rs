@@ -39,7 +39,7 @@ pub(crate) struct StoreArgs {
     deadline: f64,
     /// An object_store setting KEY=VALUE (e.g. aws_region=eu-west-1); repeatable. Values are
     /// never printed.
-    #[arg(long = "store-option", value_name = "KEY=VALUE", value_parser = parse_key_value)]
+    #[arg(long = "store-option", value_name = "KEY=VALUE", value_parser = KeyValue)]
     store_options: Vec<(String, String)>,
     /// Local disk tier for remote stores [default: $LIT_CACHE_DIR or ~/.cache/lit/objects].
     #[arg(long, value_name = "DIR")]
@@ -56,10 +56,36 @@ pub(crate) struct StoreArgs {
     pub(crate) read_mode: String,
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
-        .ok_or_else(|| "expected KEY=VALUE".to_string())
+/// Parses `--store-option KEY=VALUE`. A malformed one is refused without echoing it (clap's
+/// own messages quote the value, which may be a secret).
+#[derive(Debug, Clone, Copy)]
+struct KeyValue;
+
+impl clap::builder::TypedValueParser for KeyValue {
+    type Value = (String, String);
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Self::Value, clap::Error> {
+        let flag = arg.map_or("--store-option".to_string(), |a| a.to_string());
+        let refuse = |why: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::InvalidValue,
+                format!("invalid value for '{flag}': {why} (the value is not shown)\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value.to_str().ok_or_else(|| refuse("not UTF-8"))?;
+        match text.split_once('=') {
+            Some((key, value)) if !key.trim().is_empty() => {
+                Ok((key.trim().to_string(), value.to_string()))
+            }
+            _ => Err(refuse("expected KEY=VALUE")),
+        }
+    }
 }
 
 fn seconds(s: f64) -> Duration {
@@ -142,7 +168,7 @@ pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
     lit_store::location::local_path(location).ok().flatten()
 }
 
-/// A location as it may be printed (no credentials).
+/// A location as it may be printed (no user info, query or fragment): lit-store's one rule.
 pub(crate) fn shown(location: &str) -> String {
-    lit_store::location::redacted(location)
+    lit_store::redact::redacted(location)
 }

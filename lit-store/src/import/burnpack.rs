@@ -1,20 +1,18 @@
 //! Burn burnpack (`.bpk`) files through the `burn-pack` crate, which validates the header and
 //! keeps tensor data file-backed until each tensor is read.
 
-use super::{Checkpoint, SourceTensor, check_tensor};
+use super::{Listed, SourceTensor, TensorData, check_tensor};
 use burn_pack::{DType as BpDType, Reader, Tensor};
 use lit_core::{DType, Error, Result};
-use std::borrow::Cow;
 use std::path::Path;
 
 /// A burnpack file opened for export.
-pub(crate) struct BurnpackFile {
-    path: String,
-    tensors: Vec<SourceTensor>,
-    handles: Vec<Tensor>,
-}
+pub(crate) type BurnpackFile = Listed<BurnpackTensors>;
 
-impl BurnpackFile {
+/// The file-backed tensor handles, in listing order.
+pub(crate) struct BurnpackTensors(Vec<Tensor>);
+
+impl Listed<BurnpackTensors> {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let shown = path.display().to_string();
         let invalid = |reason: String| Error::InvalidCheckpoint {
@@ -58,31 +56,22 @@ impl BurnpackFile {
             check_tensor(&shown, &st)?;
             tensors.push(st);
         }
-        Ok(BurnpackFile {
-            path: shown,
-            tensors,
-            handles,
-        })
+        Ok(Listed::new(shown, tensors, BurnpackTensors(handles)))
     }
 }
 
-impl Checkpoint for BurnpackFile {
-    fn path(&self) -> &str {
-        &self.path
-    }
-
-    fn tensors(&self) -> &[SourceTensor] {
-        &self.tensors
-    }
-
-    fn read(&self, index: usize) -> Result<Cow<'_, [u8]>> {
-        let bytes = self.handles[index]
+impl TensorData for BurnpackTensors {
+    fn read_into(
+        &self,
+        file: &str,
+        index: usize,
+        t: &SourceTensor,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let bytes = self.0[index]
             .to_bytes()
-            .map_err(|e| Error::InvalidTensor {
-                file: self.path.clone(),
-                tensor: self.tensors[index].name.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(Cow::Owned(bytes.to_vec()))
+            .map_err(|e| t.invalid(file, e.to_string()))?;
+        *out = bytes.to_vec();
+        Ok(())
     }
 }

@@ -1,9 +1,8 @@
 //! A Hugging Face model directory: `config.json`, tokenizer files, and one `model.safetensors` or
 //! several shards listed by `model.safetensors.index.json`.
 
-use super::{Checkpoint, SafetensorsFile, SourceTensor};
+use super::{Checkpoint, Listed, SafetensorsFile, SourceTensor, TensorData};
 use lit_core::{Error, Result};
-use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
@@ -23,16 +22,17 @@ pub const CARRIED_FILES: &[&str] = &[
 ];
 
 /// A model directory opened for export.
-pub struct HfDirectory {
-    path: String,
+pub type HfDirectory = Listed<HfShards>;
+
+/// The directory's safetensors shards and where each listed tensor is in them.
+#[derive(Debug)]
+pub struct HfShards {
     files: Vec<SafetensorsFile>,
-    tensors: Vec<SourceTensor>,
     /// For each tensor: (file index, index in that file).
     locations: Vec<(usize, usize)>,
-    aux: Vec<(String, Vec<u8>)>,
 }
 
-impl HfDirectory {
+impl Listed<HfShards> {
     /// Opens `dir`, every safetensors shard in it, and its carried files.
     pub fn open(dir: &Path) -> Result<Self> {
         let shown = dir.display().to_string();
@@ -110,36 +110,13 @@ impl HfDirectory {
                 ));
             }
         }
-        Ok(HfDirectory {
-            path: shown,
-            files,
-            tensors,
-            locations,
-            aux,
-        })
+        Ok(Listed::new(shown, tensors, HfShards { files, locations }).with_aux(aux))
     }
 }
 
-impl Checkpoint for HfDirectory {
-    fn path(&self) -> &str {
-        &self.path
-    }
-
-    fn tensors(&self) -> &[SourceTensor] {
-        &self.tensors
-    }
-
-    fn read(&self, index: usize) -> Result<Cow<'_, [u8]>> {
-        let (f, i) = self.locations[index];
-        self.files[f].read(i)
-    }
-
-    fn read_into(&self, index: usize, out: &mut Vec<u8>) -> Result<()> {
+impl TensorData for HfShards {
+    fn read_into(&self, _: &str, index: usize, _: &SourceTensor, out: &mut Vec<u8>) -> Result<()> {
         let (f, i) = self.locations[index];
         self.files[f].read_into(i, out)
-    }
-
-    fn aux_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
-        Ok(self.aux.clone())
     }
 }

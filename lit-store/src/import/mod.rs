@@ -13,8 +13,8 @@ mod pytorch;
 mod safetensors_file;
 
 pub use gguf::GgufFile;
-pub use hf_dir::{CARRIED_FILES, HfDirectory};
-pub use safetensors_file::SafetensorsFile;
+pub use hf_dir::{CARRIED_FILES, HfDirectory, HfShards};
+pub use safetensors_file::{SafetensorsData, SafetensorsFile};
 
 use lit_core::{DType, Error, QuantScheme, Result};
 use std::borrow::Cow;
@@ -29,6 +29,17 @@ pub struct SourceTensor {
     pub dtype: DType,
     /// Shape.
     pub shape: Vec<u64>,
+}
+
+impl SourceTensor {
+    /// [`Error::InvalidTensor`]: this tensor of checkpoint `file` is wrong for `reason`.
+    pub fn invalid(&self, file: &str, reason: impl Into<String>) -> Error {
+        Error::InvalidTensor {
+            file: file.to_string(),
+            tensor: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
 }
 
 /// A checkpoint being exported.
@@ -57,6 +68,72 @@ pub trait Checkpoint: Send + Sync {
     /// Files carried along into the store (name, bytes): `config.json`, `tokenizer.json`, ….
     fn aux_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(Vec::new())
+    }
+}
+
+/// How one checkpoint format reads the bytes of a tensor it listed (see [`Listed`]).
+pub trait TensorData: Send + Sync {
+    /// Reads tensor `index` (described by `t`) of checkpoint `file` into `out`, replacing its
+    /// contents (reusing its capacity where the format reads into a buffer).
+    fn read_into(
+        &self,
+        file: &str,
+        index: usize,
+        t: &SourceTensor,
+        out: &mut Vec<u8>,
+    ) -> Result<()>;
+}
+
+/// A checkpoint whose tensors are listed when it is opened, each read on demand by the format's
+/// [`TensorData`]: the one [`Checkpoint`] implementation the importers share.
+#[derive(Debug)]
+pub struct Listed<D> {
+    path: String,
+    tensors: Vec<SourceTensor>,
+    data: D,
+    aux: Vec<(String, Vec<u8>)>,
+}
+
+impl<D: TensorData> Listed<D> {
+    /// The checkpoint at `path` (as messages show it) holding `tensors`, read through `data`.
+    pub fn new(path: String, tensors: Vec<SourceTensor>, data: D) -> Self {
+        Listed {
+            path,
+            tensors,
+            data,
+            aux: Vec::new(),
+        }
+    }
+
+    /// The same, carrying `aux` files (name, bytes) into the store.
+    pub fn with_aux(mut self, aux: Vec<(String, Vec<u8>)>) -> Self {
+        self.aux = aux;
+        self
+    }
+}
+
+impl<D: TensorData> Checkpoint for Listed<D> {
+    fn path(&self) -> &str {
+        &self.path
+    }
+
+    fn tensors(&self) -> &[SourceTensor] {
+        &self.tensors
+    }
+
+    fn read(&self, index: usize) -> Result<Cow<'_, [u8]>> {
+        let mut buf = Vec::new();
+        self.read_into(index, &mut buf)?;
+        Ok(Cow::Owned(buf))
+    }
+
+    fn read_into(&self, index: usize, out: &mut Vec<u8>) -> Result<()> {
+        self.data
+            .read_into(&self.path, index, &self.tensors[index], out)
+    }
+
+    fn aux_files(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.aux.clone())
     }
 }
 
@@ -91,11 +168,7 @@ pub fn open_checkpoint(path: &Path) -> Result<Box<dyn Checkpoint>> {
 
 /// Checks a listed tensor's name, rank and size against lit's limits.
 pub(crate) fn check_tensor(file: &str, t: &SourceTensor) -> Result<()> {
-    let invalid = |reason: String| Error::InvalidTensor {
-        file: file.to_string(),
-        tensor: t.name.clone(),
-        reason,
-    };
+    let invalid = |reason: String| t.invalid(file, reason);
     if t.name.is_empty() {
         return Err(invalid("empty tensor name".into()));
     }

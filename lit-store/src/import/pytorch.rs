@@ -1,18 +1,16 @@
 //! PyTorch `.bin` / `.pt` / `.pth` checkpoints through burn's `pytorch-reader` (a pure-Rust pickle
 //! and ZIP reader that needs neither PyTorch nor Burn). Tensors are read lazily, one at a time.
 
-use super::{Checkpoint, SourceTensor, check_tensor};
+use super::{Listed, SourceTensor, TensorData, check_tensor};
 use lit_core::{DType, Error, Result};
 use pytorch_reader::{DType as PtDType, PytorchReader, Tensor};
-use std::borrow::Cow;
 use std::path::Path;
 
 /// A PyTorch checkpoint opened for export.
-pub(crate) struct PytorchFile {
-    path: String,
-    tensors: Vec<SourceTensor>,
-    handles: Vec<Tensor>,
-}
+pub(crate) type PytorchFile = Listed<PytorchTensors>;
+
+/// The reader's lazy tensor handles, in listing order.
+pub(crate) struct PytorchTensors(Vec<Tensor>);
 
 fn dtype(d: PtDType) -> DType {
     match d {
@@ -32,7 +30,7 @@ fn dtype(d: PtDType) -> DType {
     }
 }
 
-impl PytorchFile {
+impl Listed<PytorchTensors> {
     pub(crate) fn open(path: &Path) -> Result<Self> {
         let shown = path.display().to_string();
         let reader = PytorchReader::new(path).map_err(|e| Error::InvalidCheckpoint {
@@ -53,31 +51,21 @@ impl PytorchFile {
             tensors.push(st);
             handles.push(t);
         }
-        Ok(PytorchFile {
-            path: shown,
-            tensors,
-            handles,
-        })
+        Ok(Listed::new(shown, tensors, PytorchTensors(handles)))
     }
 }
 
-impl Checkpoint for PytorchFile {
-    fn path(&self) -> &str {
-        &self.path
-    }
-
-    fn tensors(&self) -> &[SourceTensor] {
-        &self.tensors
-    }
-
-    fn read(&self, index: usize) -> Result<Cow<'_, [u8]>> {
-        let bytes = self.handles[index]
+impl TensorData for PytorchTensors {
+    fn read_into(
+        &self,
+        file: &str,
+        index: usize,
+        t: &SourceTensor,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        *out = self.0[index]
             .read()
-            .map_err(|e| Error::InvalidTensor {
-                file: self.path.clone(),
-                tensor: self.tensors[index].name.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(Cow::Owned(bytes))
+            .map_err(|e| t.invalid(file, e.to_string()))?;
+        Ok(())
     }
 }

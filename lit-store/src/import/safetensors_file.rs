@@ -3,11 +3,10 @@
 //! `safetensors` crate: offsets in order, no overlaps or gaps, shape × dtype = bytes, and the data
 //! section exactly as long as the file.
 
-use super::{Checkpoint, SourceTensor, check_tensor};
+use super::{Listed, SourceTensor, TensorData, check_tensor};
 use crate::layer_file::from_safetensors_dtype;
 use lit_core::{Error, Result};
 use safetensors::tensor::Metadata;
-use std::borrow::Cow;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -16,16 +15,17 @@ use std::path::Path;
 const MAX_HEADER_LEN: u64 = 100_000_000;
 
 /// A safetensors file opened for export.
+pub type SafetensorsFile = Listed<SafetensorsData>;
+
+/// The open file and where each listed tensor's data starts in it.
 #[derive(Debug)]
-pub struct SafetensorsFile {
-    path: String,
+pub struct SafetensorsData {
     file: File,
-    tensors: Vec<SourceTensor>,
     /// Absolute file offset of each tensor's data.
     offsets: Vec<u64>,
 }
 
-impl SafetensorsFile {
+impl Listed<SafetensorsData> {
     /// Opens and validates `path`.
     pub fn open(path: &Path) -> Result<Self> {
         let shown = path.display().to_string();
@@ -95,33 +95,23 @@ impl SafetensorsFile {
             offsets.push(data_start + info.data_offsets.0 as u64);
             tensors.push(t);
         }
-        Ok(SafetensorsFile {
-            path: shown,
-            file,
+        Ok(Listed::new(
+            shown,
             tensors,
-            offsets,
-        })
+            SafetensorsData { file, offsets },
+        ))
     }
 }
 
-impl Checkpoint for SafetensorsFile {
-    fn path(&self) -> &str {
-        &self.path
-    }
-
-    fn tensors(&self) -> &[SourceTensor] {
-        &self.tensors
-    }
-
-    fn read(&self, index: usize) -> Result<Cow<'_, [u8]>> {
-        let mut buf = Vec::new();
-        self.read_into(index, &mut buf)?;
-        Ok(Cow::Owned(buf))
-    }
-
-    fn read_into(&self, index: usize, out: &mut Vec<u8>) -> Result<()> {
-        let t = &self.tensors[index];
-        let len = lit_core::manifest::tensor_byte_len(&self.path, t.dtype, &t.shape)? as usize;
+impl TensorData for SafetensorsData {
+    fn read_into(
+        &self,
+        file: &str,
+        index: usize,
+        t: &SourceTensor,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
+        let len = lit_core::manifest::tensor_byte_len(file, t.dtype, &t.shape)? as usize;
         if out.capacity() < len {
             // A fresh allocation: growing would copy the old contents for nothing.
             *out = Vec::with_capacity(len);
@@ -129,10 +119,11 @@ impl Checkpoint for SafetensorsFile {
         out.resize(len, 0);
         self.file
             .read_exact_at(out, self.offsets[index])
-            .map_err(|e| Error::InvalidTensor {
-                file: self.path.clone(),
-                tensor: t.name.clone(),
-                reason: format!("cannot read its {len} bytes: {e} (file changed during export?)"),
+            .map_err(|e| {
+                t.invalid(
+                    file,
+                    format!("cannot read its {len} bytes: {e} (file changed during export?)"),
+                )
             })
     }
 }

@@ -23,6 +23,8 @@ pub(crate) struct Fetcher {
     /// Shared by every read of the source, so k prefetched layers do not make k × more requests.
     limiter: Arc<Semaphore>,
     deadline: Duration,
+    /// The store options, whose values no error may show.
+    pub(crate) hidden: Arc<[(String, String)]>,
 }
 
 impl Fetcher {
@@ -33,22 +35,30 @@ impl Fetcher {
             concurrency: options.concurrency,
             limiter: Arc::new(Semaphore::new(options.concurrency)),
             deadline: options.deadline,
+            hidden: options.config.clone().into(),
         }
     }
 
+    /// An object_store error on `what` as lit's error (see [`backend_error`]).
+    pub(crate) fn error(&self, what: String, e: object_store::Error) -> Error {
+        backend_error(what, e, &self.hidden)
+    }
+
     /// Bytes `range` of `path` in one 64-byte aligned buffer (so tensors in it can be handed to
-    /// Burn without another copy). `what` names the object in errors. Gives up after the
-    /// deadline, retries included.
+    /// Burn without another copy). `what` names the object in errors; `absent` is the error
+    /// when the object does not exist. Gives up after the deadline, retries included.
     pub(crate) async fn fetch(
         &self,
         path: ObjectPath,
         range: Range<u64>,
         what: String,
+        absent: Error,
     ) -> Result<Bytes> {
         let this = self.clone();
         runtime::spawn(async move {
             let deadline = this.deadline;
-            match tokio::time::timeout(deadline, this.fetch_parts(&path, range, &what)).await {
+            let fetched = this.fetch_parts(&path, range, &what, absent);
+            match tokio::time::timeout(deadline, fetched).await {
                 Ok(result) => result,
                 Err(_) => Err(Error::backend(
                     what,
@@ -62,7 +72,13 @@ impl Fetcher {
         .await?
     }
 
-    async fn fetch_parts(&self, path: &ObjectPath, range: Range<u64>, what: &str) -> Result<Bytes> {
+    async fn fetch_parts(
+        &self,
+        path: &ObjectPath,
+        range: Range<u64>,
+        what: &str,
+        absent: Error,
+    ) -> Result<Bytes> {
         let len = usize::try_from(range.end - range.start)
             .map_err(|_| Error::InvalidArgument(format!("{what}: range too large for memory")))?;
         if len == 0 {
@@ -83,9 +99,15 @@ impl Fetcher {
             })
             .buffer_unordered(self.concurrency);
         while let Some((part, got)) = responses.next().await {
-            let bytes = got.map_err(|e| {
-                backend_error(format!("{what}: GET bytes {}..{}", part.start, part.end), e)
-            })?;
+            let bytes = match got {
+                Ok(bytes) => bytes,
+                Err(object_store::Error::NotFound { .. }) => return Err(absent),
+                Err(e) => {
+                    return Err(
+                        self.error(format!("{what}: GET bytes {}..{}", part.start, part.end), e)
+                    );
+                }
+            };
             let expected = part.end - part.start;
             if bytes.len() as u64 != expected {
                 return Err(Error::backend(

@@ -13,7 +13,9 @@
 //! Credentials, region and endpoint come from the standard environment (`AWS_ACCESS_KEY_ID`,
 //! `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ENDPOINT_URL`, `AWS_ALLOW_HTTP`, `GOOGLE_*`,
 //! `AZURE_*`) and from [`RemoteOptions::config`]. Secrets are never printed: locations are shown
-//! without user info or query, and `RemoteOptions`' `Debug` hides configuration values.
+//! by [`crate::redact::redacted`] (no user info, query or fragment), no message shows a
+//! configuration value (see [`crate::redact::hide_values`]), and `RemoteOptions`' `Debug` shows
+//! the keys only.
 
 mod fetch;
 pub(crate) mod runtime;
@@ -24,6 +26,8 @@ pub use object_store::{BackoffConfig, ObjectStore, RetryConfig, path::Path as Ob
 pub use sink::ObjectStoreSink;
 pub use source::ObjectStoreSource;
 
+use crate::redact::{hide_values, redacted};
+use lit_core::error::BoxError;
 use lit_core::{Error, Result};
 use object_store::ObjectStoreScheme;
 use std::sync::{Arc, OnceLock};
@@ -114,16 +118,6 @@ impl RemoteOptions {
     }
 }
 
-/// `url` without user info, query or fragment: safe to print.
-pub(crate) fn display_location(url: &Url) -> String {
-    let mut shown = url.clone();
-    let _ = shown.set_username("");
-    let _ = shown.set_password(None);
-    shown.set_query(None);
-    shown.set_fragment(None);
-    shown.to_string().trim_end_matches('/').to_string()
-}
-
 /// One `InMemory` store per process, so `memory://` stores written by one part of a program can
 /// be read by another.
 fn memory_store() -> Arc<dyn ObjectStore> {
@@ -139,19 +133,14 @@ pub fn object_store_for(
     options: &RemoteOptions,
 ) -> Result<(Arc<dyn ObjectStore>, ObjectPath, String)> {
     options.check()?;
-    let bad = |why: String| {
-        Error::InvalidArgument(format!(
-            "store location `{}`: {why}",
-            crate::location::redacted(location)
-        ))
-    };
+    let shown = redacted(location);
+    let bad = |why: String| Error::InvalidArgument(format!("store location `{shown}`: {why}"));
     let url = Url::parse(location).map_err(|e| bad(e.to_string()))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad(
             "credentials in the URL are not accepted: use the environment or store options".into(),
         ));
     }
-    let shown = display_location(&url);
     // object_store's own message would echo the URL, credentials included.
     let (scheme, path) = ObjectStoreScheme::parse(&url).map_err(|_| {
         bad(format!(
@@ -167,14 +156,21 @@ pub fn object_store_for(
         ($builder:expr, $key:ty) => {{
             let mut builder = $builder;
             for (key, value) in settings(options) {
-                let key: $key = key.parse().map_err(|e| bad(format!("{e}")))?;
+                let key: $key = key
+                    .parse()
+                    .map_err(|e| bad(hide_values(&format!("{e}"), &options.config)))?;
                 builder = builder.with_config(key, value);
             }
             Arc::new(
                 builder
                     .with_retry(options.retry.clone())
                     .build()
-                    .map_err(|e| Error::backend(format!("{shown}: configuring the client"), e))?,
+                    .map_err(|e| {
+                        Error::backend(
+                            format!("{shown}: configuring the client"),
+                            hide(e, &options.config),
+                        )
+                    })?,
             )
         }};
     }
@@ -221,12 +217,36 @@ fn settings(options: &RemoteOptions) -> Vec<(String, String)> {
     all
 }
 
-/// Maps an object_store error on `what` to lit's error, keeping "not found" recognisable.
-pub(crate) fn backend_error(what: String, e: object_store::Error) -> Error {
+/// Maps an object_store error on `what` to lit's error, keeping "not found" recognisable and
+/// hiding the values of the store options in `hidden`.
+pub(crate) fn backend_error(
+    what: String,
+    e: object_store::Error,
+    hidden: &[(String, String)],
+) -> Error {
     match e {
         object_store::Error::NotFound { .. } => Error::not_found(what),
-        e => Error::backend(what, e),
+        e => Error::backend(what, hide(e, hidden)),
     }
+}
+
+/// `e` as a boxed error that shows no value of `hidden` (see [`hide_values`]): `e` itself when
+/// none of its messages echo one, else its chain of messages as one text with the values
+/// replaced by their keys.
+pub(crate) fn hide(e: impl Into<BoxError>, hidden: &[(String, String)]) -> BoxError {
+    let e: BoxError = e.into();
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        // Many errors repeat their source in their own message: keep each text once.
+        let own = c.to_string();
+        if !text.contains(&own) {
+            text = format!("{text}: {own}");
+        }
+        cause = c.source();
+    }
+    let shown = hide_values(&text, hidden);
+    if shown == text { e } else { shown.into() }
 }
 
 /// `prefix/key` as an object path.

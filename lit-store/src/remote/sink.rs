@@ -58,7 +58,7 @@ impl ObjectStoreSink {
             Err(e) => {
                 return Err(Error::backend(
                     format!("{location}: checking {MANIFEST_KEY}"),
-                    e,
+                    super::hide(e, &options.config),
                 ));
             }
         }
@@ -86,6 +86,7 @@ impl StoreSink for ObjectStoreSink {
             store: self.store(),
             path: child(&self.prefix, key),
             what: format!("{}/{key}", self.location),
+            hidden: self.fetcher.hidden.clone(),
             part_size: self.part_size,
             concurrency: self.concurrency,
             buf: Vec::new(),
@@ -102,14 +103,15 @@ impl StoreSink for ObjectStoreSink {
         let size = match runtime::block_on(async move { store.head(&probe).await })? {
             Ok(meta) => meta.size,
             Err(object_store::Error::NotFound { .. }) => return Ok(false),
-            Err(e) => return Err(backend_error(format!("{}/{key}", self.location), e)),
+            Err(e) => return Err(self.fetcher.error(format!("{}/{key}", self.location), e)),
         };
         if size != byte_len {
             return Ok(false);
         }
         let what = format!("{}/{key}", self.location);
         let fetcher = self.fetcher.clone();
-        let bytes = futures::executor::block_on(fetcher.fetch(path, 0..size, what))?;
+        let absent = Error::not_found(what.clone());
+        let bytes = futures::executor::block_on(fetcher.fetch(path, 0..size, what, absent))?;
         Ok(checksum(&bytes) == expected)
     }
 
@@ -143,12 +145,14 @@ impl StoreSink for ObjectStoreSink {
                 }
                 runtime::block_on(async move { store.put(&path, payload).await })?
                     .map(|_| ())
-                    .map_err(|e| backend_error(format!("{}/{MANIFEST_KEY}", self.location), e))
+                    .map_err(|e| {
+                        self.fetcher
+                            .error(format!("{}/{MANIFEST_KEY}", self.location), e)
+                    })
             }
-            Err(e) => Err(backend_error(
-                format!("{}/{MANIFEST_KEY}", self.location),
-                e,
-            )),
+            Err(e) => Err(self
+                .fetcher
+                .error(format!("{}/{MANIFEST_KEY}", self.location), e)),
         }
     }
 }
@@ -159,6 +163,8 @@ struct RemoteObject {
     store: Arc<dyn ObjectStore>,
     path: ObjectPath,
     what: String,
+    /// The store options, whose values no error may show.
+    hidden: Arc<[(String, String)]>,
     part_size: usize,
     concurrency: usize,
     buf: Vec<u8>,
@@ -170,7 +176,7 @@ struct RemoteObject {
 
 impl RemoteObject {
     fn fail(&self, e: object_store::Error) -> Error {
-        backend_error(self.what.clone(), e)
+        backend_error(self.what.clone(), e, &self.hidden)
     }
 
     /// Starts uploading the buffered bytes as the next part; waits while too many are in flight.

@@ -70,11 +70,17 @@ async fn read_manifest(fetcher: &Fetcher, prefix: &ObjectPath, location: &str) -
         let path = path.clone();
         runtime::spawn(async move { store.head(&path).await }).await?
     };
-    let meta = head.map_err(|e| match e {
-        object_store::Error::NotFound { .. } => Error::not_found(format!(
+    let absent = || {
+        Error::not_found(format!(
             "{location}: no {MANIFEST_KEY} under this prefix (not a lit store, or an export that did not finish)"
-        )),
-        e => Error::backend(format!("{location}: reading {MANIFEST_KEY}"), e),
+        ))
+    };
+    let meta = head.map_err(|e| match e {
+        object_store::Error::NotFound { .. } => absent(),
+        e => Error::backend(
+            format!("{location}: reading {MANIFEST_KEY}"),
+            super::hide(e, &fetcher.hidden),
+        ),
     })?;
     if meta.size > MAX_MANIFEST_BYTES {
         return Err(Error::LimitExceeded {
@@ -85,7 +91,12 @@ async fn read_manifest(fetcher: &Fetcher, prefix: &ObjectPath, location: &str) -
         });
     }
     let bytes = fetcher
-        .fetch(path, 0..meta.size, format!("{location}/{MANIFEST_KEY}"))
+        .fetch(
+            path,
+            0..meta.size,
+            format!("{location}/{MANIFEST_KEY}"),
+            absent(),
+        )
         .await?;
     Manifest::decode(&bytes, location)
 }
@@ -105,32 +116,14 @@ impl WeightSource for ObjectStoreSource {
         let info = self.manifest.object(id)?;
         let what = format!("{}/{} (`{}`)", self.location, info.key, info.name);
         let path = child(&self.prefix, info.key);
-        self.fetcher.fetch(path, range, what).await.map_err(|e| {
-            if e.is_not_found() {
-                info.missing(&self.location)
-            } else {
-                e
-            }
-        })
+        let absent = info.missing(&self.location);
+        self.fetcher.fetch(path, range, what, absent).await
     }
 
     async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
         let info = self.manifest.object(id)?;
         let bytes = self.read_range(id, 0..info.byte_len).await?;
-        info.verify(&bytes).map_err(|e| match e {
-            Error::ChecksumMismatch {
-                layer,
-                key,
-                expected,
-                actual,
-            } => Error::ChecksumMismatch {
-                layer,
-                key: format!("{}/{key}", self.location),
-                expected,
-                actual,
-            },
-            e => e,
-        })?;
+        info.verify(&bytes, &self.location)?;
         Ok(bytes)
     }
 }

@@ -1,5 +1,7 @@
 //! Export: a checkpoint in, a store out, one layer at a time.
 
+mod reader;
+
 use crate::convert::convert_floats;
 use crate::import::{Checkpoint, SourceTensor, open_checkpoint};
 use crate::layer_file::{TensorSpec, write_order};
@@ -7,14 +9,9 @@ use crate::writer::StoreWriter;
 use lit_core::grouping::{GroupingOptions, TensorToGroup, plan_layers};
 use lit_core::quant::{dequantize, quantize};
 use lit_core::{DType, Error, Event, Manifest, Observer, QuantScheme, Result};
+use reader::TensorReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// Tensor buffers in circulation between export's reader thread and the writer.
-const READ_BUFFERS: usize = 3;
-
-/// Tensors larger than this are read while no other tensor buffer is alive (see `export`).
-const LARGE_TENSOR: u64 = 32 << 20;
 
 /// Options of [`export`].
 #[derive(Debug, Clone, Default)]
@@ -125,8 +122,7 @@ pub fn export_checkpoint(
     });
 
     let mut bytes_written = 0u64;
-    let (give_back, mut take_back) = std::sync::mpsc::channel::<Vec<u8>>();
-    let mut buffers = 0usize;
+    let mut reader = TensorReader::new();
     for (index, layer) in plan.iter().enumerate() {
         let specs: Vec<TensorSpec> = layer
             .members
@@ -139,71 +135,22 @@ pub fn export_checkpoint(
             .collect();
         let quants: Vec<Option<QuantScheme>> =
             layer.members.iter().map(|&m| plans[m].quant).collect();
-        // A reader thread fetches (and converts) the next tensor while this one is written;
-        // buffers come back once written and are reused across layers, so steady state
-        // allocates (and page-faults) nothing.
-        let entry = std::thread::scope(|scope| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Result<Recycled>)>(1);
-            let order = write_order(&specs);
-            let (file, give_back, sizes, plans) = (&file, &give_back, &sizes, &plans);
-            let returned = std::mem::replace(&mut take_back, std::sync::mpsc::channel().1);
-            let reader = scope.spawn(move || {
-                for i in order {
-                    // At most READ_BUFFERS buffers circulate: one being read, one queued, one
-                    // being written; waiting for one to come back beats faulting in a new one.
-                    let buf = if sizes[layer.members[i]] > LARGE_TENSOR {
-                        // Large tensors pass one at a time through a single buffer, so peak
-                        // memory stays near the largest tensor (not READ_BUFFERS of them).
-                        let mut kept: Option<Vec<u8>> = None;
-                        for _ in 0..buffers {
-                            let Ok(back) = returned.recv() else { break };
-                            if kept.as_ref().is_none_or(|k| back.capacity() > k.capacity()) {
-                                kept = Some(back);
-                            }
-                        }
-                        buffers = 1;
-                        kept.unwrap_or_default()
-                    } else {
-                        match returned.try_recv() {
-                            Ok(buf) => buf,
-                            Err(_) if buffers < READ_BUFFERS => {
-                                buffers += 1;
-                                Vec::new()
-                            }
-                            Err(_) => match returned.recv() {
-                                Ok(buf) => buf,
-                                Err(_) => break,
-                            },
-                        }
-                    };
-                    let m = layer.members[i];
-                    let bytes =
-                        read_stored(checkpoint, m, &plans[m], file, buf).map(|buf| Recycled {
-                            buf,
-                            home: give_back.clone(),
-                        });
-                    let failed = bytes.is_err();
-                    if tx.send((i, bytes)).is_err() || failed {
-                        break;
-                    }
-                }
-                (returned, buffers)
-            });
-            let written = writer
+        // The reader thread fetches (and converts) the next tensor while this one is written.
+        let len = |i: usize| sizes[layer.members[i]];
+        let read = |i: usize, buf: Vec<u8>| {
+            let m = layer.members[i];
+            read_stored(checkpoint, m, &plans[m], &file, buf)
+        };
+        let entry = reader.run(&write_order(&specs), &len, &read, |next| {
+            writer
                 .write_layer_quantized(&layer.name, &specs, &quants, |i| {
-                    let (got, bytes) = rx.recv().map_err(|_| {
+                    let (got, bytes) = next().ok_or_else(|| {
                         Error::InvalidArgument(format!("{file}: tensor reader stopped early"))
                     })?;
                     debug_assert_eq!(got, i, "reader and writer agree on the order");
                     bytes
                 })
-                .cloned();
-            drop(rx);
-            if let Ok((returned, count)) = reader.join() {
-                take_back = returned;
-                buffers = count;
-            }
-            written
+                .cloned()
         })?;
         bytes_written += entry.byte_len;
         observer.on_event(&Event::LayerWritten {
@@ -353,23 +300,5 @@ fn read_stored(
         (None, None) if t.dtype == plan.dtype => Ok(buf),
         (None, None) => convert_floats(&buf, t.dtype, plan.dtype)
             .ok_or_else(|| bad(format!("cannot convert {} to {}", t.dtype, plan.dtype))),
-    }
-}
-
-/// A tensor buffer that returns to the reader thread when dropped.
-struct Recycled {
-    buf: Vec<u8>,
-    home: std::sync::mpsc::Sender<Vec<u8>>,
-}
-
-impl AsRef<[u8]> for Recycled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buf
-    }
-}
-
-impl Drop for Recycled {
-    fn drop(&mut self) {
-        let _ = self.home.send(std::mem::take(&mut self.buf));
     }
 }
