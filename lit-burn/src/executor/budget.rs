@@ -6,10 +6,12 @@ use std::fmt;
 
 /// Bytes the process needs beside the weights it holds (code, Burn, tokenizer, activations of
 /// small models): kept out of an automatic budget.
-pub const PROCESS_RESERVE: u64 = 48 << 20;
+pub const PROCESS_RESERVE: u64 = 64 << 20;
 
-/// Share of the memory available (after [`PROCESS_RESERVE`]) an automatic budget takes; the
-/// rest is left for activations, the KV cache, the page cache and the other programs.
+/// Share of the memory available an automatic budget takes, after [`PROCESS_RESERVE`] and one
+/// largest layer's worth for the transient copies a forward pass makes outside the budget (a
+/// matmul's contiguous operand, a tied head's logits); the rest is left for activations, the KV
+/// cache, the page cache and the other programs.
 pub const AUTO_SHARE: (u64, u64) = (3, 4);
 
 /// How much memory of layer buffers a [`Streamer`](crate::Streamer) may hold.
@@ -21,7 +23,8 @@ pub enum Budget {
     All,
     /// Sized when the streamer is built: the model when it fits in [`AUTO_SHARE`] of the memory
     /// available to the process (see [`crate::memory`]), otherwise that share, and never less
-    /// than the largest layer the model needs.
+    /// than twice the largest layer (room for it and one more as large, which models that hold
+    /// a tied embedding through the pass need).
     #[default]
     Auto,
 }
@@ -57,8 +60,14 @@ impl BudgetChoice {
         largest: u64,
         available: Option<Available>,
     ) -> Self {
-        let usable = available
-            .map(|a| a.bytes.saturating_sub(PROCESS_RESERVE) / AUTO_SHARE.1 * AUTO_SHARE.0);
+        let usable = available.map(|a| {
+            a.bytes
+                .saturating_sub(PROCESS_RESERVE)
+                .saturating_sub(largest)
+                / AUTO_SHARE.1
+                * AUTO_SHARE.0
+        });
+        let floor = largest.saturating_mul(2).min(model_bytes);
         let (bytes, warning) = match asked {
             Budget::Bytes(b) => (
                 b,
@@ -84,12 +93,13 @@ impl BudgetChoice {
             Budget::Auto => match usable {
                 None => (u64::MAX, None),
                 Some(u) if u >= model_bytes => (model_bytes, None),
-                Some(u) if u >= largest => (u, None),
+                Some(u) if u >= floor => (u, None),
                 Some(_) => (
-                    largest,
+                    floor,
                     Some(format!(
-                        "the largest layer needs {} MiB, more than lit would take of the {}",
-                        largest >> 20,
+                        "streaming needs about {} MiB (twice the largest layer), more than lit \
+                         would take of the {}",
+                        floor >> 20,
                         available.expect("usable comes from it")
                     )),
                 ),
@@ -129,7 +139,7 @@ impl fmt::Display for BudgetChoice {
             (Budget::Auto, Some(a)) => write!(
                 f,
                 "budget: {} MiB of the model's {} MiB, streaming the rest ({}/{} of the {a}, \
-                 after {} MiB for the process)",
+                 after {} MiB for the process and a layer's worth for working copies)",
                 mib(self.bytes),
                 mib(self.model_bytes),
                 AUTO_SHARE.0,
@@ -163,8 +173,8 @@ mod tests {
 
     #[test]
     fn auto_streams_a_model_larger_than_memory() {
-        let c = BudgetChoice::resolve(Budget::Auto, 2048 * MIB, 100 * MIB, avail(1048));
-        assert_eq!(c.bytes, 750 * MIB, "3/4 of (1048 - 48) MiB");
+        let c = BudgetChoice::resolve(Budget::Auto, 2048 * MIB, 100 * MIB, avail(1164));
+        assert_eq!(c.bytes, 750 * MIB, "3/4 of (1164 - 64 - 100) MiB");
         assert!(c.warning.is_none());
         assert!(
             c.to_string().contains("750 MiB of the model's 2048 MiB"),
@@ -173,10 +183,13 @@ mod tests {
     }
 
     #[test]
-    fn auto_never_goes_below_the_largest_layer_and_says_so() {
-        let c = BudgetChoice::resolve(Budget::Auto, 2048 * MIB, 300 * MIB, avail(248));
-        assert_eq!(c.bytes, 300 * MIB);
-        assert!(c.warning.as_deref().unwrap().contains("300 MiB"));
+    fn auto_never_goes_below_twice_the_largest_layer_and_says_so() {
+        let c = BudgetChoice::resolve(Budget::Auto, 2048 * MIB, 300 * MIB, avail(900));
+        assert_eq!(c.bytes, 600 * MIB);
+        assert!(c.warning.as_deref().unwrap().contains("600 MiB"));
+        // Never above the model, though.
+        let c = BudgetChoice::resolve(Budget::Auto, 500 * MIB, 300 * MIB, avail(300));
+        assert_eq!(c.bytes, 500 * MIB);
     }
 
     #[test]
