@@ -362,3 +362,85 @@ fn smollm2_f32_export_undoes_rope_permutation_like_numpy() {
         );
     }
 }
+
+/// A GGUF written by an independent writer (gguf-py's `GGUFWriter`, alignment 64, F32, F16, BF16,
+/// Q8_0, Q4_0, Q4_1 tensors quantized by `gguf.quants.quantize`, untied output): exported with
+/// `--dtype f32`, every tensor equals gguf-py's dequantization (Q/K unpermuted in numpy), bit for bit;
+/// exported as is, F16/BF16 stay as they are and blocks dequantize to the same values.
+#[test]
+fn gguf_written_by_gguf_py_imports_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    run_py(&["write", dir.path().to_str().unwrap(), "11"]);
+    let src = dir.path().join("tiny.gguf");
+    assert_eq!(header(&src).data_start % 64, 0);
+    let options = ExportOptions {
+        dtype: Some(DType::F32),
+        ..Default::default()
+    };
+    let f32_store = export(&src, &dir.path().join("f32.lit"), &options);
+    let kept = export(
+        &src,
+        &dir.path().join("kept.lit"),
+        &ExportOptions::default(),
+    );
+    assert_eq!(f32_store.manifest().total_tensors, 12);
+    let config: serde_json::Value =
+        serde_json::from_slice(&block_on(f32_store.read_aux("config.json")).unwrap()).unwrap();
+    assert_eq!(config["tie_word_embeddings"], false);
+    assert_eq!(config["num_key_value_heads"], 2);
+    assert_eq!(config["vocab_size"], 32);
+    for l in &f32_store.manifest().layers {
+        for t in &l.tensors {
+            let expected =
+                f32s(&std::fs::read(dir.path().join(format!("{}.f32", t.name))).unwrap());
+            let (_, got) = block_on(f32_store.read_tensor(&t.name)).unwrap();
+            let got = f32s(&got);
+            assert_eq!(got.len(), expected.len(), "{}", t.name);
+            assert!(
+                got.iter()
+                    .zip(&expected)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{} differs",
+                t.name
+            );
+
+            let (k, raw) = block_on(kept.read_tensor(&t.name)).unwrap();
+            let values = match (k.quant, k.dtype) {
+                (Some(q), _) => {
+                    let mut v = Vec::new();
+                    dequantize(q, &raw, &mut v).unwrap();
+                    v
+                }
+                (None, DType::F32) => f32s(&raw),
+                (None, DType::F16) => raw
+                    .chunks(2)
+                    .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                (None, DType::BF16) => raw
+                    .chunks(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .collect(),
+                other => panic!("{}: {other:?}", t.name),
+            };
+            assert!(
+                values
+                    .iter()
+                    .zip(&expected)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{} (kept) differs",
+                t.name
+            );
+        }
+    }
+    let kinds: std::collections::BTreeSet<String> = kept
+        .manifest()
+        .layers
+        .iter()
+        .flat_map(|l| &l.tensors)
+        .map(|t| t.quant.map_or(t.dtype.to_string(), |q| q.to_string()))
+        .collect();
+    assert_eq!(
+        kinds.into_iter().collect::<Vec<_>>(),
+        ["BF16", "F16", "F32", "Q4_0", "Q4_1", "Q8_0"]
+    );
+}

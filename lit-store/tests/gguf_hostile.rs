@@ -2,7 +2,7 @@
 //! panic or a huge allocation, and leaves no store behind that opens. Files are built by hand
 //! here (a small GGUF writer), starting from a valid one that exports.
 
-use lit_core::{DType, WeightSourceExt};
+use lit_core::{DType, WeightSource, WeightSourceExt};
 use lit_store::{ExportOptions, LocalSource, StoreWriter};
 use std::path::Path;
 
@@ -165,6 +165,17 @@ fn the_valid_file_exports_and_q_rows_are_unpermuted() {
     .unwrap();
     assert_eq!(config["tie_word_embeddings"], true);
     assert_eq!(config["vocab_size"], 4);
+    // GGUF version 2 has the same layout (64-bit counts).
+    let mut v2 = Gguf::valid();
+    v2.version = 2;
+    let dir2 = tempfile::tempdir().unwrap();
+    assert_eq!(
+        export(dir2.path(), &v2.bytes())
+            .unwrap()
+            .manifest()
+            .total_tensors,
+        3
+    );
 }
 
 #[test]

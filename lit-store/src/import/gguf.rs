@@ -39,9 +39,11 @@ pub const MAX_GGUF_TENSORS: u64 = 1 << 16;
 /// Longest string (key, value or tensor name), in bytes.
 pub const MAX_GGUF_STRING: u64 = 16 << 20;
 /// Most elements in one metadata array.
-pub const MAX_GGUF_ARRAY: u64 = 1 << 24;
-/// Most metadata values in all (array elements counted), bounding the parsed header's memory.
-pub const MAX_GGUF_VALUES: u64 = 1 << 23;
+pub const MAX_GGUF_ARRAY: u64 = 1 << 22;
+/// Most metadata values in all (array elements counted), bounding the parsed header's memory to
+/// 128 MiB of values plus the strings' bytes, which the file itself must hold. Real models need
+/// about half a million (Llama 3: 128k tokens, their types, 280k merges).
+pub const MAX_GGUF_VALUES: u64 = 1 << 22;
 /// Largest header (metadata and tensor infos), in bytes.
 pub const MAX_GGUF_HEADER: u64 = 512 << 20;
 /// Deepest nesting of metadata arrays.
