@@ -39,7 +39,7 @@ pub use cache::{CacheStats, CachedSource};
 pub use convert::convert_floats;
 pub use copy::{CopyReport, copy_store};
 pub use disk_cache::{DiskCacheStats, DiskCachedSource};
-pub use export::{ExportOptions, ExportReport, export};
+pub use export::{ExportOptions, ExportReport, export, quantizable};
 pub use local::{LocalSource, ReadMode};
 pub use location::{DiskCacheOptions, OpenOptions, create_writer, open};
 pub use memory::MemorySource;

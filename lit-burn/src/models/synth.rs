@@ -29,9 +29,9 @@ use crate::names::{Layout, NameMap};
 use crate::paths::ParamKind;
 use burn::tensor::Device;
 use lit_core::grouping::{GroupingOptions, TensorToGroup, plan_layers};
-use lit_core::{DType, Event, Manifest, Observer};
-use lit_store::StoreWriter;
+use lit_core::{DType, Event, Manifest, Observer, QuantScheme};
 use lit_store::layer_file::TensorSpec;
+use lit_store::{StoreWriter, quantizable};
 use std::fmt;
 use std::path::Path;
 
@@ -280,6 +280,8 @@ pub struct Synth {
     pub dtype: DType,
     /// Standard deviation of the weights (default 0.02).
     pub std: f32,
+    /// Block quantization of the weight matrices (`None`: all `dtype`).
+    pub quantize: Option<QuantScheme>,
 }
 
 /// Elements generated per independently seeded chunk (so threads split the work).
@@ -299,7 +301,15 @@ impl Synth {
             seed,
             dtype: DType::F32,
             std: 0.02,
+            quantize: None,
         }
+    }
+
+    /// Stores weight matrices as `scheme` blocks, as `lit export --quantize` would (see
+    /// [`lit_store::quantizable`]); the values are the same seeded floats, quantized.
+    pub fn with_quantize(mut self, scheme: Option<QuantScheme>) -> Self {
+        self.quantize = scheme;
+        self
     }
 
     /// Stores `dtype` (f32, f16 or bf16).
@@ -369,6 +379,25 @@ impl Synth {
         })
     }
 
+    /// The blocks of `spec` quantized to `scheme` (from the same seeded values as
+    /// [`Synth::tensor_bytes`] in f32).
+    fn quantized_bytes(&self, spec: &TensorSpec, scheme: QuantScheme) -> lit_core::Result<Vec<u8>> {
+        let f32_synth = Synth {
+            dtype: DType::F32,
+            ..self.clone()
+        };
+        let bytes = f32_synth.tensor_bytes(spec)?;
+        let values: Vec<f32> = bytes
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        let mut out = Vec::new();
+        lit_core::quant::quantize(scheme, &values, &mut out).map_err(|e| {
+            lit_core::Error::InvalidArgument(format!("tensor `{}`: {e}", spec.name))
+        })?;
+        Ok(out)
+    }
+
     /// Writes the store through `writer`, layer by layer, then `config.json`; reports each layer
     /// to `observer` (`WriteStarted`, `LayerWritten`).
     pub fn write_store(
@@ -388,8 +417,26 @@ impl Synth {
             bytes: self.data_bytes(),
         });
         for (index, layer) in layers.iter().enumerate() {
-            writer.write_layer(&layer.name, &layer.tensors, |i| {
-                self.tensor_bytes(&layer.tensors[i])
+            let quants: Vec<Option<QuantScheme>> = layer
+                .tensors
+                .iter()
+                .map(|t| {
+                    self.quantize
+                        .filter(|&q| quantizable(&t.name, self.dtype, &t.shape, q))
+                })
+                .collect();
+            let specs: Vec<TensorSpec> = layer
+                .tensors
+                .iter()
+                .zip(&quants)
+                .map(|(t, q)| TensorSpec {
+                    dtype: if q.is_some() { DType::U8 } else { t.dtype },
+                    ..t.clone()
+                })
+                .collect();
+            writer.write_layer_quantized(&layer.name, &specs, &quants, |i| match quants[i] {
+                Some(q) => self.quantized_bytes(&layer.tensors[i], q),
+                None => self.tensor_bytes(&layer.tensors[i]),
             })?;
             let bytes = layer
                 .tensors

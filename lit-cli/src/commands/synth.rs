@@ -30,13 +30,26 @@ pub(crate) struct Args {
     /// Float type of the weights: f32, f16 or bf16.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     pub(crate) dtype: String,
+    /// Store the weight matrices as 8- or 4-bit blocks (as `lit export --quantize` does): q8_0,
+    /// q4_0 or q4_1. Norms and biases stay float.
+    #[arg(long, value_parser = ["q8_0", "q4_0", "q4_1"], conflicts_with = "hf")]
+    pub(crate) quantize: Option<String>,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     let target = parse_count(&args.params)?;
     let config = SynthConfig::with_params(architecture_named(&args.arch)?, target)?;
     let dtype: DType = args.dtype.parse().map_err(anyhow::Error::msg)?;
-    let synth = Synth::new(config, args.seed).with_dtype(dtype);
+    let quantize = match &args.quantize {
+        Some(q) => Some(
+            q.parse::<lit_core::QuantScheme>()
+                .map_err(anyhow::Error::msg)?,
+        ),
+        None => None,
+    };
+    let synth = Synth::new(config, args.seed)
+        .with_dtype(dtype)
+        .with_quantize(quantize);
     let shape = synth.config.describe();
     let params = synth.config.num_params();
     eprintln!(

@@ -221,7 +221,7 @@ impl Plan {
                 from_quant,
             },
             (None, to) => match options.quantize {
-                Some(q) if quantizable(t, q) => Plan {
+                Some(q) if quantizable(&t.name, t.dtype, &t.shape, q) => Plan {
                     dtype: DType::U8,
                     quant: Some(q),
                     from_quant: None,
@@ -239,12 +239,13 @@ impl Plan {
     }
 }
 
-/// Whether `--quantize q` applies to `t`: a 2-D float `*.weight` whose rows are whole blocks.
-fn quantizable(t: &SourceTensor, q: QuantScheme) -> bool {
-    t.dtype.is_float()
-        && t.name.ends_with(".weight")
-        && t.shape.len() == 2
-        && t.shape
+/// Whether `--quantize q` applies to a tensor: a 2-D float `*.weight` whose rows are whole
+/// blocks (norms and biases are 1-D and stay float).
+pub fn quantizable(name: &str, dtype: DType, shape: &[u64], q: QuantScheme) -> bool {
+    dtype.is_float()
+        && name.ends_with(".weight")
+        && shape.len() == 2
+        && shape
             .last()
             .is_some_and(|&c| c > 0 && c % q.block_elems() == 0)
 }
