@@ -1,7 +1,7 @@
 //! Filling a clone of a (sub)module's lazy parameters with tensors from [`LayerData`].
 //!
-//! A [`LoadPlan`](crate::plan::LoadPlan) says, for each parameter id, which tensor of which layer
-//! fills it and how (see [`crate::plan`]); [`fill`] maps a clone of the module with a
+//! A [`LoadPlan`] says, for each parameter id, which tensor of which layer fills it and how
+//! (see [`crate::plan`]); filling maps a clone of the module with a
 //! `ModuleMapper` that follows it: each parameter's bytes are sliced out of its layer, wrapped as
 //! a `TensorData` and handed to `Param::transform_for_load`, which replaces the lazy initialiser
 //! without running it. The skeleton itself stays lazy: clones share only the lazy state, which

@@ -1,6 +1,6 @@
 //! The load plan: every parameter's tensor resolved once, then followed by every load.
 //!
-//! [`LoadPlan::build`] runs the [`NameMap`] over the skeleton's parameters a single time, finds
+//! Building a [`LoadPlan`] runs the [`NameMap`] over the skeleton's parameters a single time, finds
 //! each tensor in the store (layer and position in the layer), checks kind, shape and layout, and
 //! decides how its bytes become a Burn tensor (a [`Step`]). A load then only looks parameters up
 //! by [`ParamId`]: no names are built, no tensor is searched for, nothing is checked again.
