@@ -71,7 +71,15 @@ fn smollm2_streams_the_reference_text_and_answers_in_chat() {
 
     // Plain text: stdout receives the text piece by piece as tokens are generated.
     let mut child = Command::new(env!("CARGO_BIN_EXE_lit"))
-        .args(["run", "llama", store, "--prompt", FRANCE, "--max-tokens", "8"])
+        .args([
+            "run",
+            "llama",
+            store,
+            "--prompt",
+            FRANCE,
+            "--max-tokens",
+            "8",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -105,7 +113,14 @@ fn smollm2_streams_the_reference_text_and_answers_in_chat() {
 
     // --print-ids: the same text, then the ids.
     let out = lit(&[
-        "run", "llama", store, "--prompt", FRANCE, "--max-tokens", "8", "--print-ids",
+        "run",
+        "llama",
+        store,
+        "--prompt",
+        FRANCE,
+        "--max-tokens",
+        "8",
+        "--print-ids",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
@@ -117,7 +132,15 @@ fn smollm2_streams_the_reference_text_and_answers_in_chat() {
     // --chat: the store's template (with SmolLM2's default system turn), tokenized with its
     // special tokens, the answer ending at <|im_end|> (printed without it).
     let out = lit(&[
-        "run", "llama", store, "--chat", "--prompt", QUESTION, "--max-tokens", "32", "--print-ids",
+        "run",
+        "llama",
+        store,
+        "--chat",
+        "--prompt",
+        QUESTION,
+        "--max-tokens",
+        "32",
+        "--print-ids",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let chat = chat.join().unwrap();

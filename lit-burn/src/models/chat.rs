@@ -68,7 +68,11 @@ pub struct ChatTemplate {
 
 impl ChatTemplate {
     /// A template from its Jinja source and the tokenizer's BOS/EOS token strings.
-    pub fn new(source: impl Into<String>, bos_token: Option<String>, eos_token: Option<String>) -> Self {
+    pub fn new(
+        source: impl Into<String>,
+        bos_token: Option<String>,
+        eos_token: Option<String>,
+    ) -> Self {
         ChatTemplate {
             source: source.into(),
             bos_token,
@@ -164,13 +168,17 @@ impl ChatTemplate {
             .map_err(bad)?;
         env.set_syntax(syntax);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
-        env.add_function("raise_exception", |msg: String| -> std::result::Result<String, minijinja::Error> {
-            Err(minijinja::Error::new(
-                minijinja::ErrorKind::InvalidOperation,
-                msg,
-            ))
-        });
-        env.add_template("chat_template", &self.source).map_err(bad)?;
+        env.add_function(
+            "raise_exception",
+            |msg: String| -> std::result::Result<String, minijinja::Error> {
+                Err(minijinja::Error::new(
+                    minijinja::ErrorKind::InvalidOperation,
+                    msg,
+                ))
+            },
+        );
+        env.add_template("chat_template", &self.source)
+            .map_err(bad)?;
         let template = env.get_template("chat_template").map_err(bad)?;
         let ctx = minijinja::context! {
             messages => messages
@@ -222,9 +230,14 @@ mod tests {
 
     #[test]
     fn smollm2_adds_its_system_turn() {
-        let t = ChatTemplate::new(SMOLLM2, Some("<|im_start|>".into()), Some("<|im_end|>".into()));
+        let t = ChatTemplate::new(
+            SMOLLM2,
+            Some("<|im_start|>".into()),
+            Some("<|im_end|>".into()),
+        );
         assert_eq!(
-            t.render(&[ChatMessage::user("What is 2+2?")], true).unwrap(),
+            t.render(&[ChatMessage::user("What is 2+2?")], true)
+                .unwrap(),
             "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging \
              Face<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n<|im_start|>assistant\n"
         );
@@ -258,13 +271,19 @@ mod tests {
             None,
             None,
         );
-        let err = t.render(&[ChatMessage::user("x")], true).unwrap_err().to_string();
+        let err = t
+            .render(&[ChatMessage::user("x")], true)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("Conversation roles must alternate"), "{err}");
         let err = ChatTemplate::new("{% for %}", None, None)
             .render(&[], true)
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("invalid argument: chat template:") || err.contains("chat template"), "{err}");
+        assert!(
+            err.starts_with("invalid argument: chat template:") || err.contains("chat template"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -274,16 +293,29 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        assert_eq!((t.source(), t.bos_token(), t.eos_token()), ("x", Some("<s>"), Some("</s>")));
+        assert_eq!(
+            (t.source(), t.bos_token(), t.eos_token()),
+            ("x", Some("<s>"), Some("</s>"))
+        );
         let t = ChatTemplate::from_tokenizer_config(
             br#"{"chat_template": [{"name": "tool_use", "template": "a"}, {"name": "default", "template": "b"}]}"#,
         )
         .unwrap()
         .unwrap();
         assert_eq!(t.source(), "b");
-        assert!(ChatTemplate::from_tokenizer_config(br#"{"eos_token": "</s>"}"#).unwrap().is_none());
-        for bad in [&b"{"[..], br#"{"chat_template": 3}"#, br#"{"chat_template": [{"name": "x", "template": "a"}]}"#] {
-            let err = ChatTemplate::from_tokenizer_config(bad).unwrap_err().to_string();
+        assert!(
+            ChatTemplate::from_tokenizer_config(br#"{"eos_token": "</s>"}"#)
+                .unwrap()
+                .is_none()
+        );
+        for bad in [
+            &b"{"[..],
+            br#"{"chat_template": 3}"#,
+            br#"{"chat_template": [{"name": "x", "template": "a"}]}"#,
+        ] {
+            let err = ChatTemplate::from_tokenizer_config(bad)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("tokenizer_config.json"), "{err}");
         }
     }

@@ -145,10 +145,11 @@ mod tests {
     /// A byte-level BPE with no merges: one token per byte, so multi-byte characters always
     /// arrive split across tokens.
     fn bytes_tokenizer() -> Tokenizer {
-        let mut alphabet: Vec<String> = tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let mut alphabet: Vec<String> =
+            tokenizers::pre_tokenizers::byte_level::ByteLevel::alphabet()
+                .into_iter()
+                .map(String::from)
+                .collect();
         alphabet.sort();
         let vocab: serde_json::Map<String, serde_json::Value> = alphabet
             .into_iter()

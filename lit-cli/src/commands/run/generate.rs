@@ -8,8 +8,8 @@
 use crate::report::RunReport;
 use anyhow::Context;
 use lit_burn::models::arch::architecture_named;
-use lit_burn::models::generate::{GenerateOptions, Generation};
 use lit_burn::models::chat::{ChatMessage, ChatTemplate};
+use lit_burn::models::generate::{GenerateOptions, Generation};
 use lit_burn::models::tokenizer::{
     TextStream, Tokenizer, encode, encode_chat, store_tokenizer, token_ids_of,
 };
