@@ -15,23 +15,29 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 const FRANCE: &str = "The capital of France is";
+/// Its first tokens hold characters split across tokens (byte-level BPE), and the eighth ends
+/// in the middle of one.
+const JAPANESE: &str = "日本の首都は";
 const QUESTION: &str = "What is 2+2?";
 
-/// The reference's result for `prompt` (`--chat` when `chat`): prompt ids, generated ids, text.
-fn reference(gguf: &Path, prompt: &str, chat: bool, max_tokens: usize) -> Value {
+/// The reference's results for `prompts` (each wrapped in the chat template when `chat`): prompt
+/// ids, generated ids, text (control tokens verbatim).
+fn reference(gguf: &Path, prompts: &[&str], chat: bool, max_tokens: usize) -> Vec<Value> {
     let python = from_env_or_script("LIT_PYTHON", "setup-python.sh");
     let mut cmd = Command::new(python);
     cmd.arg(repo_root().join("scripts/reference/smollm2_reference.py"))
         .arg(gguf)
-        .args(["--text", prompt, "--max-tokens", &max_tokens.to_string()])
-        .args(["--logits", "none"]);
+        .args(["--max-tokens", &max_tokens.to_string(), "--logits", "none"]);
+    for p in prompts {
+        cmd.args(["--text", p]);
+    }
     if chat {
         cmd.arg("--chat");
     }
     let out = cmd.output().expect("cannot run the SmolLM2 reference");
     assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-    v["results"][0].clone()
+    v["results"].as_array().unwrap().clone()
 }
 
 /// The prompt length `lit run` reports on stderr ("N prompt tokens in ...").
@@ -57,11 +63,11 @@ fn smollm2_streams_the_reference_text_and_answers_in_chat() {
     // The two reference runs (each loads the model) side by side while lit exports and runs.
     let plain = {
         let gguf = gguf.clone();
-        std::thread::spawn(move || reference(&gguf, FRANCE, false, 8))
+        std::thread::spawn(move || reference(&gguf, &[FRANCE, JAPANESE], false, 8))
     };
     let chat = {
         let gguf = gguf.clone();
-        std::thread::spawn(move || reference(&gguf, QUESTION, true, 32))
+        std::thread::spawn(move || reference(&gguf, &[QUESTION], true, 32))
     };
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("smol.lit");
@@ -103,31 +109,41 @@ fn smollm2_streams_the_reference_text_and_answers_in_chat() {
     );
 
     let plain = plain.join().unwrap();
-    assert_eq!(plain["generated"].as_array().unwrap().len(), 8, "{plain}");
+    let france = &plain[0];
+    assert_eq!(france["generated"].as_array().unwrap().len(), 8, "{france}");
     assert_eq!(
         streamed,
-        format!("{}\n", plain["text"].as_str().unwrap()),
-        "reference: {plain}"
+        format!("{}\n", france["text"].as_str().unwrap()),
+        "reference: {france}"
     );
-    assert_eq!(prompt_tokens(&stderr(&run)), ids(&plain["prompt"]).len());
+    assert_eq!(prompt_tokens(&stderr(&run)), ids(&france["prompt"]).len());
 
-    // --print-ids: the same text, then the ids.
-    let out = lit(&[
-        "run",
-        "llama",
-        store,
-        "--prompt",
-        FRANCE,
-        "--max-tokens",
-        "8",
-        "--print-ids",
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
-    let (before, ids_line) = text.trim_end().rsplit_once('\n').unwrap();
-    assert_eq!(format!("{before}\n"), streamed);
-    let lit_ids: Vec<u32> = ids_line.split(',').map(|t| t.parse().unwrap()).collect();
-    assert_eq!(lit_ids, ids(&plain["generated"]));
+    // --print-ids: the same text, then the ids; for a prompt whose characters span tokens too
+    // (the last one incomplete when generation stops: U+FFFD, as the reference decodes it).
+    for (prompt, expected) in [FRANCE, JAPANESE].into_iter().zip(&plain) {
+        let out = lit(&[
+            "run",
+            "llama",
+            store,
+            "--prompt",
+            prompt,
+            "--max-tokens",
+            "8",
+            "--print-ids",
+        ]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let (before, ids_line) = text.trim_end_matches('\n').rsplit_once('\n').unwrap();
+        assert_eq!(before, expected["text"].as_str().unwrap(), "{expected}");
+        let lit_ids: Vec<u32> = ids_line.split(',').map(|t| t.parse().unwrap()).collect();
+        assert_eq!(lit_ids, ids(&expected["generated"]), "{expected}");
+        assert_eq!(prompt_tokens(&stderr(&out)), ids(&expected["prompt"]).len());
+    }
+    assert!(
+        plain[1]["text"].as_str().unwrap().ends_with('\u{FFFD}'),
+        "the Japanese prompt no longer ends mid-character: {}",
+        plain[1]
+    );
 
     // --chat: the store's template (with SmolLM2's default system turn), tokenized with its
     // special tokens, the answer ending at <|im_end|> (printed without it).
@@ -143,7 +159,7 @@ fn smollm2_streams_the_reference_text_and_answers_in_chat() {
         "--print-ids",
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let chat = chat.join().unwrap();
+    let chat = chat.join().unwrap().remove(0);
     assert_eq!(chat["stopped_at_eos"], true, "{chat}");
     let generated = ids(&chat["generated"]);
     let answer = chat["text"]
