@@ -151,12 +151,35 @@ fn a_store_with_a_tokenizer_takes_text() {
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "ids, then text: {text}");
-    assert_eq!(lines[0].split(',').count(), 3, "{text}");
+    assert_eq!(text.lines().count(), 1, "the text, then a newline: {text}");
     assert!(
         stderr(&out).contains("4 prompt tokens"),
         "[CLS] hello world [SEP]: {}",
+        stderr(&out)
+    );
+    // --print-ids: the same text, then the ids.
+    let out = lit(&[
+        "run",
+        "gpt2",
+        s(&store),
+        "--prompt",
+        "Hello world",
+        "--max-tokens",
+        "3",
+        "--print-ids",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let with_ids = stdout(&out);
+    let lines: Vec<&str> = with_ids.lines().collect();
+    assert_eq!(lines.len(), 2, "text, then ids: {with_ids}");
+    assert_eq!(format!("{}\n", lines[0]), text);
+    assert_eq!(lines[1].split(',').count(), 3, "{with_ids}");
+    // No chat template in this store: --chat says so.
+    let out = lit(&["run", "gpt2", s(&store), "--prompt", "Hi", "--chat"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has no chat template"),
+        "{}",
         stderr(&out)
     );
 }

@@ -73,3 +73,28 @@ pub fn synthetic_checkpoint(path: &Path, layers: usize, per_layer: usize) {
         .collect();
     safetensors::serialize_to_file(views, None, path).unwrap();
 }
+
+/// `$var` when set, else the last line the project's `scripts/<script>` prints (a cached path).
+pub fn from_env_or_script(var: &str, script: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(var)
+        && !p.is_empty()
+    {
+        return PathBuf::from(p);
+    }
+    let out = Command::new("bash")
+        .arg(repo_root().join("scripts").join(script))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run scripts/{script} (set {var}): {e}"));
+    assert!(
+        out.status.success(),
+        "scripts/{script} failed (set {var}):\n{}",
+        stderr(&out)
+    );
+    PathBuf::from(
+        stdout(&out)
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("scripts/{script} printed nothing"))
+            .trim(),
+    )
+}

@@ -12,6 +12,7 @@ pub const CARRIED_FILES: &[&str] = &[
     "generation_config.json",
     "tokenizer.json",
     "tokenizer_config.json",
+    "chat_template.jinja",
     "special_tokens_map.json",
     "vocab.txt",
     "vocab.json",

@@ -1,12 +1,20 @@
 //! `lit run llama|gpt2 STORE --prompt P --max-tokens N`: generation with any decoder of the
 //! architecture registry (the subcommand is its `model_type`).
+//!
+//! With a text prompt the text is written to stdout as each token arrives (whole characters
+//! only), then a newline; `--print-ids` adds the generated ids as a last line. With `--ids` stdout
+//! is one line of comma-separated ids. `--chat` wraps the prompt in the store's chat template.
 
 use crate::report::RunReport;
 use anyhow::Context;
 use lit_burn::models::arch::architecture_named;
+use lit_burn::models::chat::{ChatMessage, ChatTemplate};
 use lit_burn::models::generate::{GenerateOptions, Generation};
-use lit_burn::models::tokenizer::{Tokenizer, decode, encode, store_tokenizer};
+use lit_burn::models::tokenizer::{
+    TextStream, Tokenizer, encode, encode_chat, store_tokenizer, token_ids_of,
+};
 use lit_core::{Event, Observer, WeightSourceExt};
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -22,6 +30,14 @@ pub(crate) struct Args {
     /// Treat the prompt as comma-separated token ids.
     #[arg(long)]
     pub(crate) ids: bool,
+    /// Apply the store's chat template to the prompt (one user turn, then the assistant's turn to
+    /// answer); generation stops at the end of the answer (EOS or the end-of-turn token).
+    #[arg(long, conflicts_with = "ids")]
+    pub(crate) chat: bool,
+    /// After the generated text, print the generated token ids as a last line
+    /// (comma-separated). With `--ids` the ids are all stdout holds anyway.
+    #[arg(long)]
+    pub(crate) print_ids: bool,
     /// Tokens to generate.
     #[arg(long, default_value_t = 16)]
     pub(crate) max_tokens: usize,
@@ -60,12 +76,28 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
     } else {
         store_tokenizer(source.as_ref())?
     };
+    let shown = || super::super::shown(&args.common.store);
+    let mut stop = Vec::new();
     let prompt = match &tokenizer {
         _ if args.ids => parse_ids(&args.prompt)?,
+        Some(t) if args.chat => {
+            let template = ChatTemplate::from_store(source.as_ref())?.with_context(|| {
+                format!(
+                    "{} has no chat template (no `chat_template` in its tokenizer_config.json): \
+                     --chat needs one; run without --chat to continue the prompt as plain text",
+                    shown()
+                )
+            })?;
+            let text = template
+                .render(&[ChatMessage::user(args.prompt.as_str())], true)
+                .with_context(|| format!("the chat template of {}", shown()))?;
+            stop = token_ids_of(t, &template.stop_strings());
+            encode_chat(t, &text)?
+        }
         Some(t) => encode(t, &args.prompt)?,
         None => anyhow::bail!(
             "{} has no tokenizer.json: pass token ids with --ids (e.g. --prompt 1,2,3 --ids)",
-            super::super::shown(&args.common.store)
+            shown()
         ),
     };
     let first_compute = Arc::new(RunObserver::new(opened, args.events.is_some()));
@@ -83,7 +115,12 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
         opened,
         observer: &first_compute,
     };
-    let eos = decoder.stop_tokens();
+    let mut eos = decoder.stop_tokens();
+    for t in stop {
+        if !eos.contains(&t) {
+            eos.push(t);
+        }
+    }
     if !args.plain {
         let streamer = decoder.streamer(source.clone(), options)?;
         super::announce_budget(&streamer);
@@ -171,7 +208,8 @@ impl Observer for RunObserver {
     }
 }
 
-/// Generates with `generate` (prompt, options, per-token callback) and prints the tokens.
+/// Generates with `generate` (prompt, options, per-token callback) and prints the tokens: the text
+/// as it comes with a tokenizer, the ids otherwise.
 fn go(
     ctx: &Ctx<'_>,
     eos: Vec<u32>,
@@ -182,22 +220,49 @@ fn go(
         .with_temperature(args.temperature, args.seed)
         .with_stop_tokens(eos);
     let mut pass_ends = Vec::new();
-    let out = generate(ctx.prompt, &options, &mut |_| {
+    let mut text = ctx.tokenizer.map(TextStream::new);
+    let mut stdout = std::io::stdout().lock();
+    // The first failure to decode or write (a closed pipe); the text stops there.
+    let mut failed: Option<anyhow::Error> = None;
+    let out = generate(ctx.prompt, &options, &mut |token| {
         pass_ends.push(Instant::now());
+        if let Some(stream) = &mut text
+            && failed.is_none()
+            && let Err(e) = show(&mut stdout, stream.push(token))
+        {
+            failed = Some(e);
+        }
         if args.drop_caches {
             crate::process::drop_page_cache();
         }
     })
     .context("generation failed")?;
-    let ids: Vec<String> = out.tokens.iter().map(u32::to_string).collect();
-    println!("{}", ids.join(","));
-    if let Some(t) = ctx.tokenizer {
-        println!("{}", decode(t, &out.tokens)?);
+    if let Some(e) = failed {
+        return Err(e);
     }
+    if let Some(stream) = &mut text {
+        show(&mut stdout, stream.finish())?;
+        writeln!(stdout)?;
+    }
+    if text.is_none() || args.print_ids {
+        let ids: Vec<String> = out.tokens.iter().map(u32::to_string).collect();
+        writeln!(stdout, "{}", ids.join(","))?;
+    }
+    stdout.flush()?;
     if let Some(path) = &args.events {
         ctx.observer.write(path, &pass_ends)?;
     }
     Ok(out)
+}
+
+/// Writes a piece of streamed text and flushes it, so it shows at once.
+fn show(out: &mut impl Write, piece: lit_burn::Result<String>) -> anyhow::Result<()> {
+    let piece = piece.context("cannot decode the generated tokens")?;
+    if !piece.is_empty() {
+        out.write_all(piece.as_bytes())?;
+        out.flush()?;
+    }
+    Ok(())
 }
 
 /// Closes the run: its report, with the generation and the time from opening the store to the
