@@ -30,6 +30,10 @@ pub(crate) struct Args {
     /// Float type of the weights: f32, f16 or bf16.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     pub(crate) dtype: String,
+    /// Write even when the destination seems to lack the free space the model needs (checked
+    /// before writing starts).
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -51,6 +55,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             "{}: already exists (remove it or choose another destination)",
             args.dst.display()
         );
+        if !args.force {
+            lit_store::space::ensure_space(&args.dst, synth.data_bytes())
+                .map_err(super::hint_force)?;
+        }
         let start = Instant::now();
         synth
             .write_hf_dir(&args.dst)
@@ -65,8 +73,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let writer = StoreWriter::create_local(&args.dst)
+    let mut writer = StoreWriter::create_local(&args.dst)
         .with_context(|| format!("cannot create {}", args.dst.display()))?;
+    if args.force {
+        writer.skip_space_check();
+    }
+    writer
+        .ensure_space(synth.data_bytes())
+        .map_err(super::hint_force)?;
     let progress = WriteProgress::new("synthesizing");
     let start = Instant::now();
     let result = synth.write_store(writer, &progress);
