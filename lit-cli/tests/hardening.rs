@@ -58,7 +58,20 @@ fn a_prefetch_depth_beyond_the_layers_runs_like_a_small_one() {
     let (store, largest) = llama_store(dir.path());
     let budget = format!("{}B", 3 * largest);
     let small = run_llama(&store, &["--prefetch", "2", "--budget", &budget]);
-    let huge = run_llama(&store, &["--prefetch", "100000", "--budget", &budget]);
+    // Before the thread bound, this aborted (a thread per prefetch slot) or hung: a deadline.
+    let huge = within(
+        120,
+        Command::new(env!("CARGO_BIN_EXE_lit"))
+            .args(["run", "llama", s(&store), "--ids", "--prompt", "1,5,9"])
+            .args([
+                "--max-tokens",
+                "5",
+                "--prefetch",
+                "100000",
+                "--budget",
+                &budget,
+            ]),
+    );
     assert!(
         huge.status.success(),
         "--prefetch 100000 failed ({:?}):\n{}",
@@ -68,6 +81,25 @@ fn a_prefetch_depth_beyond_the_layers_runs_like_a_small_one() {
     assert_eq!(tokens(&huge), tokens(&small));
     // And against plain Burn (every weight resident, no streaming executor).
     assert_eq!(tokens(&huge), tokens(&run_llama(&store, &["--plain"])));
+}
+
+/// Runs `cmd`, killing it and failing the test if it takes more than `secs` seconds.
+fn within(secs: u64, cmd: &mut Command) -> Output {
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed().as_secs() > secs {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!("{cmd:?} still running after {secs} s:\n{}", stderr(&out));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
 }
 
 /// Asserts `lit args` is refused before doing anything, with an error whose first line names
