@@ -73,6 +73,20 @@ pub enum Error {
         /// The limit (see [`crate::limits`]).
         limit: u64,
     },
+    /// The destination of a write has less free space than the write needs (checked before
+    /// writing starts, when the size is known).
+    #[error(
+        "{path}: not enough free space: {needed} bytes needed ({}), {available} bytes available ({})",
+        crate::error::human(*needed), crate::error::human(*available)
+    )]
+    InsufficientSpace {
+        /// The destination (directory or file being written).
+        path: String,
+        /// Bytes the write needs.
+        needed: u64,
+        /// Bytes free at the destination (for an unprivileged user).
+        available: u64,
+    },
     /// A layer's bytes do not hash to the checksum in the manifest.
     #[error(
         "layer `{layer}` ({key}): checksum mismatch: manifest says {expected:016x}, data hashes to {actual:016x}"
@@ -161,4 +175,19 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// `1.5 GiB`, `12.0 MiB`, `512 B`: a byte count for messages.
+pub(crate) fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }

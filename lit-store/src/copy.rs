@@ -53,6 +53,13 @@ pub fn copy_store(
             bytes: entry.byte_len,
         });
     }
+    // Refused up front when the rest cannot fit (auxiliary files counted whole: small).
+    let remaining = manifest.layers[first_missing..]
+        .iter()
+        .map(|l| l.byte_len)
+        .chain(manifest.aux_files.iter().map(|a| a.byte_len))
+        .sum();
+    writer.ensure_space(remaining)?;
     // The rest: the next layer is read while this one is written.
     std::thread::scope(|scope| -> Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);

@@ -14,6 +14,11 @@
 //! belong to *other* stores are evicted, oldest first; the current store's never are. Processes
 //! filling the cache at the same moment can overshoot `max_bytes` by the objects they write
 //! concurrently.
+//!
+//! # Free space
+//! The tier never takes the last of a disk: an object is written only if the filesystem keeps
+//! at least [`DEFAULT_MIN_FREE`] (or [`DiskCachedSource::with_min_free`]) free after it, checked
+//! before each write; otherwise the object is served without being cached.
 
 use crate::aligned::{AlignedBuf, BufferPool};
 use crate::local::pread_exact;
@@ -57,12 +62,17 @@ pub struct DiskCacheStats {
     pub admitted: u64,
 }
 
+/// Free space the disk tier leaves on its filesystem by default: 1 GiB.
+pub const DEFAULT_MIN_FREE: u64 = 1 << 30;
+
 /// A disk cache of at most `max_bytes` over source `S` (see the module docs).
 #[derive(Debug)]
 pub struct DiskCachedSource<S> {
     inner: S,
     dir: PathBuf,
     max_bytes: u64,
+    /// Free space always left on the cache's filesystem.
+    min_free: u64,
     /// Whether each object (layers, then auxiliary files) belongs to the cached set.
     kept: Vec<bool>,
     /// File names of this store's objects: never evicted on its behalf.
@@ -117,6 +127,7 @@ impl<S: WeightSource> DiskCachedSource<S> {
             inner,
             dir,
             max_bytes,
+            min_free: DEFAULT_MIN_FREE,
             kept,
             own,
             admit: Mutex::new(()),
@@ -131,6 +142,13 @@ impl<S: WeightSource> DiskCachedSource<S> {
     /// The wrapped source.
     pub fn inner(&self) -> &S {
         &self.inner
+    }
+
+    /// Leaves at least `bytes` free on the cache's filesystem (default [`DEFAULT_MIN_FREE`]):
+    /// objects that would eat into it are served without being cached.
+    pub fn with_min_free(mut self, bytes: u64) -> Self {
+        self.min_free = bytes;
+        self
     }
 
     /// The cache directory.
@@ -194,6 +212,10 @@ impl<S: WeightSource> DiskCachedSource<S> {
             return Ok(());
         }
         if !self.make_room(bytes.len() as u64) {
+            return Ok(());
+        }
+        let available = crate::space::available_bytes(&self.dir);
+        if !crate::space::fits_keeping(bytes.len() as u64, available, self.min_free) {
             return Ok(());
         }
         // A uniquely named temporary file (O_EXCL), renamed into place once complete.

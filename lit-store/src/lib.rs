@@ -31,6 +31,7 @@ pub mod redact;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod sink;
+pub mod space;
 #[cfg(feature = "s3-test-server")]
 pub mod testing;
 pub mod writer;

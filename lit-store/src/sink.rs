@@ -24,6 +24,16 @@ pub trait StoreSink: Send {
     /// Keeps what was written if the store is never committed (a copy that fails can then be
     /// resumed); by default an uncommitted store is removed where the sink can.
     fn keep_on_failure(&mut self) {}
+    /// Bytes that can still be written at the destination; `None` when unknown or meaningless
+    /// (object stores), in which case writes are not checked against it.
+    fn free_space(&self) -> Option<u64> {
+        None
+    }
+    /// Where objects wait until commit, if that is a place of its own (a local staging
+    /// directory), for messages about what a failed write left behind.
+    fn staging(&self) -> Option<String> {
+        None
+    }
     /// Publishes the store: writes `manifest` last and makes everything visible.
     fn commit(self: Box<Self>, manifest: &[u8]) -> Result<()>;
 }
@@ -152,6 +162,38 @@ fn take_stale_partials(parent: &Path, name: &str) -> Option<PathBuf> {
     newest
 }
 
+/// Whether a staging directory holds any object file.
+fn holds_objects(tmp: &Path) -> bool {
+    ["layers", "aux"]
+        .iter()
+        .any(|dir| fs::read_dir(tmp.join(dir)).is_ok_and(|mut entries| entries.next().is_some()))
+}
+
+/// Removes the staging directories (`.NAME.lit-partial-*`, beside `dst`) that interrupted or
+/// failed writes of a store at `dst` left, whose writer processes are gone. Returns the one a
+/// resumed copy would have taken over (the newest; older ones are removed too), or nothing when
+/// there was none. Ones a running process is still writing are left alone.
+pub fn remove_stale_staging(dst: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let dst = dst.as_ref();
+    let Some(name) = dst.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return Err(Error::InvalidArgument(format!(
+            "{}: not a valid destination directory",
+            dst.display()
+        )));
+    };
+    let parent = match dst.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut removed = Vec::new();
+    if let Some(newest) = take_stale_partials(&parent, &name) {
+        // The others were removed already; this one too now.
+        fs::remove_dir_all(&newest).map_err(|e| Error::io(newest.display(), e))?;
+        removed.push(newest);
+    }
+    Ok(removed)
+}
+
 /// Removes files an adopted partial directory holds that this store does not list.
 fn remove_unlisted(tmp: &Path, written: &[PathBuf]) {
     for dir in ["layers", "aux"] {
@@ -207,6 +249,14 @@ impl StoreSink for LocalDirSink {
             path,
             out: BufWriter::with_capacity(1 << 20, file),
         }))
+    }
+
+    fn free_space(&self) -> Option<u64> {
+        crate::space::available_bytes(&self.tmp)
+    }
+
+    fn staging(&self) -> Option<String> {
+        Some(self.tmp.display().to_string())
     }
 
     fn keep_on_failure(&mut self) {
@@ -273,7 +323,8 @@ impl StoreSink for LocalDirSink {
 
 impl Drop for LocalDirSink {
     fn drop(&mut self) {
-        if !self.committed && !self.keep {
+        // Kept for resuming only when it holds something.
+        if !self.committed && (!self.keep || !holds_objects(&self.tmp)) {
             let _ = fs::remove_dir_all(&self.tmp);
         }
         live_staging().remove(&self.tmp);

@@ -14,6 +14,8 @@ pub struct StoreWriter {
     sink: Box<dyn StoreSink>,
     layers: Vec<LayerEntry>,
     aux_files: Vec<AuxFile>,
+    /// Whether [`StoreWriter::ensure_space`] checks (see [`StoreWriter::skip_space_check`]).
+    check_space: bool,
 }
 
 impl std::fmt::Debug for StoreWriter {
@@ -37,12 +39,35 @@ impl StoreWriter {
             sink,
             layers: Vec::new(),
             aux_files: Vec::new(),
+            check_space: true,
         }
     }
 
     /// Where the store will appear.
     pub fn location(&self) -> String {
         self.sink.location()
+    }
+
+    /// Refuses to start writing `bytes` when the destination has less free space than that
+    /// ([`lit_core::Error::InsufficientSpace`], naming the destination, the bytes needed and
+    /// those available). Object stores, and destinations whose free space cannot be told, are
+    /// not checked; nor is anything after [`StoreWriter::skip_space_check`].
+    pub fn ensure_space(&self, bytes: u64) -> Result<()> {
+        if !self.check_space {
+            return Ok(());
+        }
+        crate::space::check(self.sink.location(), bytes, self.sink.free_space())
+    }
+
+    /// Makes [`StoreWriter::ensure_space`] pass whatever the free space (`--force`: try anyway).
+    pub fn skip_space_check(&mut self) {
+        self.check_space = false;
+    }
+
+    /// The local staging directory objects are written to before the store is published, if
+    /// the destination has one: what a failed [`crate::copy_store`] keeps for resuming.
+    pub fn staging(&self) -> Option<String> {
+        self.sink.staging()
     }
 
     /// Layers written so far.

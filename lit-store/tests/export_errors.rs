@@ -299,12 +299,29 @@ fn full_disk_is_an_error_and_leaves_nothing() {
         r#"{"layers.0.w":{"dtype":"U8","shape":[300000],"data_offsets":[0,300000]}}"#,
         300_000,
     );
-    let result = StoreWriter::create_local(mnt.join("store"))
+    // Refused up front (300 KB cannot fit in 64 KiB) ...
+    let refused = StoreWriter::create_local(mnt.join("store"))
         .and_then(|w| lit_store::export(&src, w, &ExportOptions::default(), &NoObserver));
+    let refused_leftovers = listing(&mnt);
+    // ... and, told to try anyway (`--force`), the disk fills while writing.
+    let result = StoreWriter::create_local(mnt.join("store")).and_then(|mut w| {
+        w.skip_space_check();
+        lit_store::export(&src, w, &ExportOptions::default(), &NoObserver)
+    });
     let leftovers = listing(&mnt);
     let _ = std::process::Command::new("umount").arg(&mnt).status();
     let err = result.expect_err("export onto a full disk succeeded");
     assert!(matches!(err, Error::Io { .. }), "{err}");
     assert_names(&err, &["layers/00000.safetensors"]);
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+    let err = refused.expect_err("export onto a full disk succeeded");
+    assert!(matches!(err, Error::InsufficientSpace { .. }), "{err}");
+    assert_names(
+        &err,
+        &["store", "not enough free space", "300000 bytes needed"],
+    );
+    assert!(
+        refused_leftovers.is_empty(),
+        "left behind: {refused_leftovers:?}"
+    );
 }

@@ -28,7 +28,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 2)]
     prefetch: usize,
     /// Passes (tokens) per mode; the first pass also fills resident layers and is reported apart.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::at_least_one)]
     passes: usize,
     /// Print the figures as JSON.
     #[arg(long)]

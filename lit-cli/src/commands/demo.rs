@@ -65,9 +65,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         synth.config.describe(),
         human_bytes(synth.data_bytes())
     );
+    let writer = StoreWriter::create_local(&store)?;
+    writer.ensure_space(synth.data_bytes())?;
     let progress = WriteProgress::new("   writing");
     let manifest = synth
-        .write_store(StoreWriter::create_local(&store)?, &progress)
+        .write_store(writer, &progress)
         .with_context(|| format!("cannot write {}", store.display()));
     progress.finish();
     let manifest = manifest?;

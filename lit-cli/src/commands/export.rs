@@ -29,7 +29,7 @@ pub(crate) struct Args {
     #[arg(long, value_name = "REGEX")]
     group: Option<String>,
     /// Split layers larger than this (e.g. 256MiB).
-    #[arg(long, value_name = "SIZE")]
+    #[arg(long, value_name = "SIZE", value_parser = super::nonzero_size)]
     max_layer_size: Option<bytesize::ByteSize>,
     /// A config.json to store with the weights.
     #[arg(long, value_name = "FILE")]
@@ -43,6 +43,10 @@ pub(crate) struct Args {
     /// Also write the export's report (bytes written, seconds, peak RSS) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     stats_json: Option<PathBuf>,
+    /// Write even when the destination seems to lack the free space the store needs (checked
+    /// before writing starts; object stores are not checked).
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     reach: super::StoreArgs,
 }
@@ -75,15 +79,20 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         config: args.config,
         tokenizer: args.tokenizer,
     };
-    let writer = args.reach.create(&args.dst)?;
+    let mut writer = args.reach.create(&args.dst)?;
+    if args.force {
+        writer.skip_space_check();
+    }
     let progress = WriteProgress::new("exporting");
-    let report = lit_store::export(&args.src, writer, &options, &progress).with_context(|| {
-        format!(
-            "cannot export {} to {}",
-            args.src.display(),
-            super::shown(&args.dst)
-        )
-    });
+    let report = lit_store::export(&args.src, writer, &options, &progress)
+        .map_err(super::hint_force)
+        .with_context(|| {
+            format!(
+                "cannot export {} to {}",
+                args.src.display(),
+                super::shown(&args.dst)
+            )
+        });
     progress.finish();
     let report = report?;
     crate::report::ExportReport::new(&report, super::shown(&args.dst))

@@ -23,19 +23,19 @@ use std::time::Duration;
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct StoreArgs {
     /// Size of each ranged GET / upload part for object stores.
-    #[arg(long, value_name = "SIZE", default_value = "8MiB")]
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = nonzero_size)]
     part_size: bytesize::ByteSize,
     /// Most requests in flight to an object store.
-    #[arg(long, value_name = "N", default_value_t = 16)]
+    #[arg(long, value_name = "N", default_value_t = 16, value_parser = at_least_one)]
     concurrency: usize,
     /// Retries of a failed request (with exponential backoff).
     #[arg(long, value_name = "N", default_value_t = 10)]
     retries: usize,
     /// Timeout of one request, in seconds.
-    #[arg(long, value_name = "SECS", default_value_t = 60.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 60.0, value_parser = positive_seconds)]
     request_timeout: f64,
     /// Give up on reading one object after this many seconds, retries included.
-    #[arg(long, value_name = "SECS", default_value_t = 600.0)]
+    #[arg(long, value_name = "SECS", default_value_t = 600.0, value_parser = positive_seconds)]
     deadline: f64,
     /// An object_store setting KEY=VALUE (e.g. aws_region=eu-west-1); repeatable. Values are
     /// never printed.
@@ -85,6 +85,42 @@ impl clap::builder::TypedValueParser for KeyValue {
             }
             _ => Err(refuse("expected KEY=VALUE")),
         }
+    }
+}
+
+/// A count that must be at least 1 (`--max-tokens`, `--concurrency`, `--batch-size`, …).
+pub(crate) fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("expected a whole number of at least 1, not `{s}`")),
+    }
+}
+
+/// A size that must not be zero (`--part-size`, `--max-layer-size`).
+pub(crate) fn nonzero_size(s: &str) -> Result<bytesize::ByteSize, String> {
+    match s.trim().parse::<bytesize::ByteSize>() {
+        Ok(b) if b.as_u64() == 0 => Err("must be more than 0 bytes".into()),
+        Ok(b) => Ok(b),
+        Err(_) => Err(format!("expected a size (8MiB, 256MB), not `{s}`")),
+    }
+}
+
+/// A duration in seconds that must be positive and finite (`--request-timeout`, `--deadline`).
+pub(crate) fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("expected a positive number of seconds, not `{s}`")),
+    }
+}
+
+/// Adds to a refused write (not enough free space) how to try anyway.
+pub(crate) fn hint_force(e: lit_core::Error) -> anyhow::Error {
+    match e {
+        e @ lit_core::Error::InsufficientSpace { .. } => {
+            anyhow::anyhow!("{e} (pass --force to try anyway)")
+        }
+        e => e.into(),
     }
 }
 

@@ -34,6 +34,10 @@ pub(crate) struct Args {
     /// q4_0 or q4_1. Norms and biases stay float.
     #[arg(long, value_parser = ["q8_0", "q4_0", "q4_1"], conflicts_with = "hf")]
     pub(crate) quantize: Option<String>,
+    /// Write even when the destination seems to lack the free space the model needs (checked
+    /// before writing starts).
+    #[arg(long)]
+    pub(crate) force: bool,
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -64,6 +68,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             "{}: already exists (remove it or choose another destination)",
             args.dst.display()
         );
+        if !args.force {
+            lit_store::space::ensure_space(&args.dst, synth.data_bytes())
+                .map_err(super::hint_force)?;
+        }
         let start = Instant::now();
         synth
             .write_hf_dir(&args.dst)
@@ -78,8 +86,14 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let writer = StoreWriter::create_local(&args.dst)
+    let mut writer = StoreWriter::create_local(&args.dst)
         .with_context(|| format!("cannot create {}", args.dst.display()))?;
+    if args.force {
+        writer.skip_space_check();
+    }
+    writer
+        .ensure_space(synth.data_bytes())
+        .map_err(super::hint_force)?;
     let progress = WriteProgress::new("synthesizing");
     let start = Instant::now();
     let result = synth.write_store(writer, &progress);

@@ -116,6 +116,13 @@ pub fn export_checkpoint(
         })
         .collect();
     let plan = plan_layers(&to_group, &options.grouping)?;
+    let aux_bytes: u64 = [&options.config, &options.tokenizer]
+        .into_iter()
+        .flatten()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    writer.ensure_space(sizes.iter().sum::<u64>() + aux_bytes)?;
     observer.on_event(&Event::WriteStarted {
         layers: plan.len(),
         bytes: sizes.iter().sum(),

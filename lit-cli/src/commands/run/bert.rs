@@ -17,10 +17,10 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) json: bool,
     /// Longest input in tokens; longer texts are truncated.
-    #[arg(long, default_value_t = DEFAULT_MAX_LENGTH)]
+    #[arg(long, default_value_t = DEFAULT_MAX_LENGTH, value_parser = super::super::at_least_one)]
     pub(crate) max_length: usize,
     /// Texts per encoder pass (each pass streams the model once).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::super::at_least_one)]
     pub(crate) batch_size: usize,
     /// Embed the texts this many times (benchmarks: the first pass also fills resident layers);
     /// prints the vectors once and each repetition's time.

@@ -39,7 +39,7 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) print_ids: bool,
     /// Tokens to generate.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = super::super::at_least_one)]
     pub(crate) max_tokens: usize,
     /// Sampling temperature (0 = greedy).
     #[arg(long, default_value_t = 0.0)]
@@ -282,16 +282,21 @@ fn finish(ctx: &Ctx<'_>, report: RunReport, generation: &Generation) -> anyhow::
 }
 
 fn parse_ids(s: &str) -> anyhow::Result<Vec<u32>> {
+    anyhow::ensure!(
+        !s.trim().is_empty(),
+        "--ids needs at least one token id (e.g. --prompt 1,2,3)"
+    );
     s.split(',')
         .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(|t| {
+        .enumerate()
+        .map(|(i, t)| {
+            anyhow::ensure!(
+                !t.is_empty(),
+                "--prompt `{s}`: token id {} is empty (ids are separated by single commas)",
+                i + 1
+            );
             t.parse::<u32>()
-                .with_context(|| format!("`{t}` is not a token id"))
+                .with_context(|| format!("--prompt: `{t}` is not a token id"))
         })
-        .collect::<anyhow::Result<Vec<u32>>>()
-        .and_then(|ids| {
-            anyhow::ensure!(!ids.is_empty(), "--ids needs at least one token id");
-            Ok(ids)
-        })
+        .collect()
 }
