@@ -90,3 +90,43 @@ fn config_round_trips_and_rejects_bad_heads() {
     let err = Llama::new(&bad, &device()).unwrap_err().to_string();
     assert!(err.contains("multiple"), "{err}");
 }
+
+/// A tied head keeps the embedding loaded through the pass: a budget that holds the largest
+/// layer but not the embedding beside another layer is refused when the streamer is built,
+/// naming both, instead of failing at the first token; the least budget runs.
+#[test]
+fn a_tied_embedding_counts_in_the_least_budget() {
+    use lit_burn::models::arch::Architecture;
+    use lit_burn::models::llama::LlamaArch;
+    use lit_burn::{Error, StreamOptions, Streamer};
+    let fx = fixture(SynthConfig::Llama(tied()), 3, 0.1);
+    let m = model(&fx);
+    let options = || LlamaArch.stream_options(fx.source.as_ref(), StreamOptions::default());
+    let manifest = fx.source.manifest();
+    let embed = manifest.layers[manifest.layer_index("model.embed_tokens").unwrap()].byte_len;
+    let other = manifest
+        .layers
+        .iter()
+        .filter(|l| l.name != "model.embed_tokens")
+        .map(|l| l.byte_len)
+        .max()
+        .unwrap();
+    let least = embed + other;
+    let err = Streamer::new(fx.source.clone(), &m, options().with_budget(least - 1)).unwrap_err();
+    match &err {
+        Error::BudgetTooSmall { needed, what, .. } => {
+            assert_eq!(*needed, least);
+            assert!(
+                what.contains("model.embed_tokens") && what.contains("held through"),
+                "{err}"
+            );
+        }
+        other => panic!("expected BudgetTooSmall, got {other}"),
+    }
+    let streamer = Streamer::new(fx.source.clone(), &m, options().with_budget(least)).unwrap();
+    let resident = Streamer::new(fx.source.clone(), &m, options()).unwrap();
+    let opts = lit_burn::models::generate::GenerateOptions::greedy(4);
+    let a = lit_burn::models::generate::generate(&streamer, &m, &IDS, &opts).unwrap();
+    let b = lit_burn::models::generate::generate(&resident, &m, &IDS, &opts).unwrap();
+    assert_eq!(a.tokens, b.tokens);
+}

@@ -64,6 +64,9 @@ pub struct StreamOptions {
     pub prefetch: usize,
     /// Names, layouts and dtype handling of the tensors.
     pub load: LoadOptions,
+    /// Store tensors whose layers the model keeps loaded through a whole pass (a tied embedding
+    /// used again by the head): the least budget is their layers plus the largest other layer.
+    pub held_through_pass: Vec<String>,
     /// Receives fetch and compute events.
     pub observer: Arc<dyn Observer>,
 }
@@ -74,6 +77,7 @@ impl Default for StreamOptions {
             budget: Budget::Auto,
             prefetch: 1,
             load: LoadOptions::default(),
+            held_through_pass: Vec::new(),
             observer: Arc::new(NoObserver),
         }
     }
@@ -106,6 +110,13 @@ impl StreamOptions {
     /// Finds tensors with `names` (see [`crate::names`]).
     pub fn with_names(mut self, names: impl NameMap + 'static) -> Self {
         self.load.names = Arc::new(names);
+        self
+    }
+
+    /// Declares that the layer holding store tensor `name` stays loaded through each pass (see
+    /// [`StreamOptions::held_through_pass`]); unknown names are ignored.
+    pub fn with_held_through_pass(mut self, name: impl Into<String>) -> Self {
+        self.held_through_pass.push(name.into());
         self
     }
 
@@ -181,16 +192,34 @@ impl Streamer {
             .enumerate()
             .map(|(i, l)| plan.held_bytes(i, l.byte_len))
             .collect();
+        // The least budget: the layers held through each pass, plus the largest other layer.
+        let pinned: BTreeSet<usize> = options
+            .held_through_pass
+            .iter()
+            .filter_map(|name| manifest.find_tensor(name).map(|(l, _)| l))
+            .filter(|l| used.contains(l))
+            .collect();
+        let pinned_bytes: u64 = pinned.iter().map(|&l| sizes[l]).sum();
+        let other = used
+            .iter()
+            .filter(|l| !pinned.contains(l))
+            .max_by_key(|&&l| sizes[l])
+            .copied();
+        let least = pinned_bytes + other.map_or(0, |l| sizes[l]);
         let largest = used.iter().map(|&l| sizes[l]).max().unwrap_or(0);
         let model_bytes = used.iter().map(|&l| sizes[l]).sum();
-        let choice = BudgetChoice::for_this_process(options.budget, model_bytes, largest);
+        let choice =
+            BudgetChoice::for_this_process(options.budget, model_bytes, largest.max(least / 2));
         let budget = choice.bytes;
-        if let Some(&big) = used.iter().max_by_key(|&&l| sizes[l])
-            && sizes[big] > budget
-        {
+        if least > budget {
+            let mut names: Vec<String> = pinned
+                .iter()
+                .map(|&l| format!("`{}` (held through each pass)", manifest.layers[l].name))
+                .collect();
+            names.extend(other.map(|l| format!("`{}`", manifest.layers[l].name)));
             return Err(Error::BudgetTooSmall {
-                what: format!("layer `{}`", manifest.layers[big].name),
-                needed: sizes[big],
+                what: format!("layer {}", names.join(" with ")),
+                needed: least,
                 budget,
             });
         }

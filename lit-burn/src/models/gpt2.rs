@@ -437,7 +437,10 @@ impl Architecture for Gpt2Arch {
     }
 
     fn stream_options(&self, source: &dyn WeightSource, options: StreamOptions) -> StreamOptions {
+        // The head is tied to `wte`, which stays loaded through the pass.
         with_f32_compute(source, options.with_names(Gpt2::names_for(source)))
+            .with_held_through_pass("wte.weight")
+            .with_held_through_pass("transformer.wte.weight")
     }
 
     fn decoder(&self, source: &dyn WeightSource, device: &Device) -> Result<Box<dyn Decoder>> {

@@ -563,7 +563,13 @@ impl Architecture for LlamaArch {
     }
 
     fn stream_options(&self, source: &dyn WeightSource, options: StreamOptions) -> StreamOptions {
-        with_f32_compute(source, options.with_names(Llama::names()))
+        let options = with_f32_compute(source, options.with_names(Llama::names()));
+        if source.manifest().find_tensor("lm_head.weight").is_none() {
+            // Tied: the embedding stays loaded for the head (see `forward_tokens`).
+            options.with_held_through_pass("model.embed_tokens.weight")
+        } else {
+            options
+        }
     }
 
     fn decoder(&self, source: &dyn WeightSource, device: &Device) -> Result<Box<dyn Decoder>> {
