@@ -38,7 +38,27 @@ enum Command {
     Demo(commands::demo::Args),
 }
 
+/// Keeps freed heap memory for reuse instead of handing it back to the kernel. A streamed pass
+/// frees and allocates the same buffers (decoded quantized tensors) on every token; with glibc's
+/// defaults each came back as fresh pages the kernel zeroes and faults in 4 KiB at a time:
+/// SmolLM2 streamed at 27% of its size spent 73% of its time in the kernel, 4.5× slower than with
+/// this (docs/benchmarks.md). Allocations up to 32 MiB (glibc's maximum) come from the heap, and
+/// the heap is not trimmed; the weights budget, not the allocator, bounds the memory.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only sets glibc malloc parameters; it is called first thing in main, before
+    // any other thread exists. A refused value leaves glibc's default (no harm).
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Export(args) => commands::export::run(args),
