@@ -136,6 +136,16 @@ fn meaningless_flag_values_are_refused_in_one_line() {
     let cases: Vec<(Vec<String>, &str, &str)> = vec![
         (run(&["--max-tokens", "0"]), "--max-tokens", "at least 1"),
         (run(&["--max-tokens=-3"]), "--max-tokens", "at least 1"),
+        (
+            run(&["--temperature", "NaN"]),
+            "--temperature",
+            "0 (greedy) or more",
+        ),
+        (
+            run(&["--temperature=-0.5"]),
+            "--temperature",
+            "0 (greedy) or more",
+        ),
         (run(&["--concurrency", "0"]), "--concurrency", "at least 1"),
         (run(&["--part-size", "0"]), "--part-size", "more than 0"),
         (

@@ -114,6 +114,16 @@ pub(crate) fn positive_seconds(s: &str) -> Result<f64, String> {
     }
 }
 
+/// A sampling temperature: finite and not negative (0 is greedy).
+pub(crate) fn temperature(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(t) if t.is_finite() && t >= 0.0 => Ok(t),
+        _ => Err(format!(
+            "expected a temperature of 0 (greedy) or more, not `{s}`"
+        )),
+    }
+}
+
 /// Adds to a refused write (not enough free space) how to try anyway.
 pub(crate) fn hint_force(e: lit_core::Error) -> anyhow::Error {
     match e {

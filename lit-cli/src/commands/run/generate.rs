@@ -42,7 +42,7 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 16, value_parser = super::super::at_least_one)]
     pub(crate) max_tokens: usize,
     /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = super::super::temperature)]
     pub(crate) temperature: f32,
     /// Seed for sampling.
     #[arg(long, default_value_t = 0)]
