@@ -12,6 +12,7 @@
 //! - [`paths`]: the `ParamId → path` map built once from the skeleton;
 //! - [`names`]: from module paths to store names and layouts (per-model adapters);
 //! - [`plan`]: every parameter's tensor resolved and checked once, with how it is built;
+//! - [`blocks`]: quantized weights kept as their blocks and computed on directly;
 //! - [`load`]: filling a module clone from layer bytes by following the plan, zero-copy where
 //!   possible;
 //! - [`executor`]: the [`Streamer`], with prefetch, residency and a memory budget;
@@ -50,6 +51,7 @@
 //! # }
 //! ```
 
+pub mod blocks;
 pub mod device;
 pub mod dtype;
 pub mod error;

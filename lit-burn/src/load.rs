@@ -12,6 +12,7 @@
 //! layer. A misaligned tensor is copied once into an aligned buffer. Floats keep their stored
 //! type unless [`LoadOptions::float_dtype`] asks for another (one converting copy).
 
+use crate::blocks::{self, BlockMatrix};
 use crate::dtype::to_burn;
 use crate::error::{Error, LoadErrors, Problem, Result};
 use crate::names::{Identity, Layout, NameMap};
@@ -35,6 +36,9 @@ pub struct LoadOptions {
     pub float_dtype: Option<FloatDType>,
     /// Leave parameters whose tensor is missing lazy instead of failing.
     pub allow_missing: bool,
+    /// Keep quantized `Linear`/`Embedding` weights as blocks and compute on them
+    /// ([`crate::blocks`]) instead of decoding them on load.
+    pub block_compute: bool,
 }
 
 impl Default for LoadOptions {
@@ -43,6 +47,7 @@ impl Default for LoadOptions {
             names: Arc::new(Identity),
             float_dtype: None,
             allow_missing: false,
+            block_compute: false,
         }
     }
 }
@@ -63,6 +68,16 @@ impl LoadOptions {
     /// Leaves parameters whose tensor is missing lazy instead of failing.
     pub fn with_allow_missing(mut self, allow: bool) -> Self {
         self.allow_missing = allow;
+        self
+    }
+
+    /// Keeps the quantized weights of `Linear` and `Embedding` modules as their blocks (on a
+    /// CPU device, f32 compute) instead of decoding them on load: a layer then holds only its
+    /// stored bytes. Code that computes through [`crate::blocks`] (`matmul`, `embedding`, as
+    /// the built-in models do) works on the blocks; anything else that reads such a weight
+    /// (`Linear::forward`, [`Param::val`]) gets it decoded then, once per load. Off by default.
+    pub fn with_block_compute(mut self, on: bool) -> Self {
+        self.block_compute = on;
         self
     }
 }
@@ -130,6 +145,7 @@ impl LoadOptions {
             names: self.names.as_ref(),
             float_dtype: self.float_dtype,
             allow_missing: self.allow_missing,
+            block_compute: self.block_compute,
         }
     }
 }
@@ -402,8 +418,66 @@ pub(crate) fn wrap_bytes(bytes: bytes::Bytes, dtype: DType) -> (Bytes, bool) {
     }
 }
 
+impl Filler<'_> {
+    /// `param` filled with its blocks when the plan keeps them ([`Step::Blocks`]); `Err` gives
+    /// the parameter back otherwise.
+    fn blocks<const D: usize>(
+        &mut self,
+        param: Param<Tensor<D>>,
+    ) -> std::result::Result<Param<Tensor<D>>, Param<Tensor<D>>> {
+        let Some(entry) = self.plan.get(&param.id) else {
+            return Err(param);
+        };
+        let Step::Blocks { scheme } = entry.step else {
+            return Err(param);
+        };
+        let Some(slot) = self.layers.iter().find(|s| s.layer == entry.layer) else {
+            return Err(param);
+        };
+        let Some(t) = slot.data.entry.tensors.get(entry.tensor) else {
+            return Err(param);
+        };
+        let bytes = slot
+            .data
+            .bytes
+            .slice(t.offset as usize..(t.offset + t.len) as usize);
+        let [rows, cols] = [entry.shape[0], entry.shape[1]];
+        let matrix = match BlockMatrix::new(scheme, rows, cols, bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.problems.push(Problem::Decode {
+                    tensor: entry.name.clone(),
+                    reason: e.to_string(),
+                });
+                return Ok(param);
+            }
+        };
+        // The tensor Burn would have given the parameter: the stored matrix, transposed by the
+        // plan's layout and again by the parameter's own load mapper (`LinearLayout::Col`),
+        // which a tiny probe reveals.
+        let device = param.lazy_device();
+        let mut probe = [1usize; D];
+        probe[D - 1] = 2;
+        let mapped = param
+            .clone()
+            .transform_for_load(Tensor::<D>::zeros(probe, &device), param.id);
+        let mapper_transposes = mapped.val().dims()[D - 1] != 2;
+        let transposed = (entry.layout == Layout::Transposed) != mapper_transposes;
+        let shape = if transposed {
+            vec![cols, rows]
+        } else {
+            vec![rows, cols]
+        };
+        Ok(blocks::lazy_param(matrix, transposed, device, shape))
+    }
+}
+
 impl ModuleMapper for Filler<'_> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let param = match self.blocks(param) {
+            Ok(filled) => return filled,
+            Err(param) => param,
+        };
         let device = param.lazy_device();
         let Some((data, dtype, layout)) = self.data(param.id) else {
             return param;

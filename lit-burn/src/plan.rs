@@ -41,13 +41,21 @@ pub enum Step {
         /// Bytes of the decoded copy.
         bytes: u64,
     },
+    /// Quantized blocks kept as they are, in a [`BlockMatrix`](crate::blocks::BlockMatrix) that
+    /// [`crate::blocks`] computes on (no working copy; see [`LoadOptions::with_block_compute`]).
+    ///
+    /// [`LoadOptions::with_block_compute`]: crate::LoadOptions::with_block_compute
+    Blocks {
+        /// The block scheme of the stored bytes.
+        scheme: QuantScheme,
+    },
 }
 
 impl Step {
     /// Bytes this step allocates beside the stored ones while the tensor is alive.
     pub fn working_bytes(&self) -> u64 {
         match self {
-            Step::AsStored => 0,
+            Step::AsStored | Step::Blocks { .. } => 0,
             Step::Cast { bytes, .. } | Step::Dequantize { bytes, .. } => *bytes,
         }
     }
@@ -91,6 +99,7 @@ pub(crate) struct PlanRules<'a> {
     pub(crate) names: &'a dyn NameMap,
     pub(crate) float_dtype: Option<FloatDType>,
     pub(crate) allow_missing: bool,
+    pub(crate) block_compute: bool,
 }
 
 impl LoadPlan {
@@ -177,6 +186,11 @@ fn plan_entry(
     let stored = to_burn(entry.dtype);
     let elems: u64 = entry.shape.iter().product();
     let (dtype, step) = match (info.kind, rules.float_dtype, entry.quant) {
+        (_, None | Some(FloatDType::F32), Some(scheme))
+            if rules.block_compute && computes_on_blocks(info, scheme, &shape, device) =>
+        {
+            (BurnDType::F32, Step::Blocks { scheme })
+        }
         (_, to, Some(scheme)) => {
             let to = to.unwrap_or(FloatDType::F32);
             let bytes = elems * BurnDType::from(to).size() as u64;
@@ -217,6 +231,23 @@ fn plan_entry(
         dtype,
         step,
     })
+}
+
+/// Whether [`crate::blocks`] computes on `info`'s blocks: the weight of a `Linear` or an
+/// `Embedding`, 2-D with whole blocks per stored row, on a device whose tensors live in host
+/// memory (the kernels read the activations there).
+fn computes_on_blocks(
+    info: &ParamInfo,
+    scheme: QuantScheme,
+    stored: &[usize],
+    device: Option<&Device>,
+) -> bool {
+    let on_host = device.is_none_or(|d| *d == Device::flex());
+    on_host
+        && matches!(info.owner_type(), "Linear" | "Embedding")
+        && info.field() == "weight"
+        && stored.len() == 2
+        && (stored[1] as u64).is_multiple_of(scheme.block_elems())
 }
 
 /// Checks a stored tensor against the parameter it fills (element kind, layout, shape) and

@@ -1,5 +1,6 @@
 //! The real SmolLM2-135M-Instruct (llama.cpp's Q4_1 GGUF, from PyPI) exported to a store that
-//! keeps its quantized blocks, streamed under a budget of a quarter of the model: greedy tokens
+//! keeps its quantized blocks, streamed under a budget of a fraction of the model, computing on
+//! the blocks and decoding them on load: greedy tokens
 //! identical to an independent float64 numpy forward pass over the GGUF
 //! (`scripts/reference/smollm2_reference.py`, llama.cpp's own row order and RoPE), first-step
 //! logits within 1e-3.
@@ -11,7 +12,7 @@ mod decoders;
 
 use burn::tensor::Device;
 use decoders::python;
-use lit_burn::models::decoder::with_f32_compute;
+use lit_burn::models::arch::architecture_named;
 use lit_burn::models::generate::{GenerateOptions, generate, logits};
 use lit_burn::models::llama::Llama;
 use lit_burn::{StreamOptions, Streamer};
@@ -133,20 +134,40 @@ fn smollm2_streamed_from_quantized_blocks_matches_the_numpy_reference() {
     );
     let device = Device::flex();
     let model = Llama::from_source(source.as_ref(), &device).unwrap();
-    // Under a third of the model as it runs (blocks + decoded f32): the tied embedding (a fifth
-    // of it, held through the pass for the head) and a few layers.
-    let options = with_f32_compute(source.as_ref(), StreamOptions::default())
-        .with_names(Llama::names())
-        .with_prefetch(2);
-    let whole = Streamer::new(source.clone(), &model, options.clone()).unwrap();
-    let held_all = whole.budget().model_bytes;
-    drop(whole);
-    let budget = held_all * 3 / 10;
-    let streamer = Streamer::new(source.clone(), &model, options.with_budget(budget)).unwrap();
-
     let reference = reference(&gguf);
+    let llama = architecture_named("llama").unwrap();
+    for blocks in [false, true] {
+        // The architecture's options (computing on the blocks), or decoding them on load.
+        let mut options =
+            llama.stream_options(source.as_ref(), StreamOptions::default().with_prefetch(2));
+        options.load = options.load.with_block_compute(blocks);
+        let whole = Streamer::new(source.clone(), &model, options.clone()).unwrap();
+        let held_all = whole.budget().model_bytes;
+        drop(whole);
+        // Decoded, a third of the model as it runs (blocks + f32): the tied embedding (a fifth
+        // of it, held through the pass for the head) and a few layers. On blocks, the embedding
+        // is a third of the model: two fifths.
+        let budget = if blocks {
+            held_all * 2 / 5
+        } else {
+            held_all * 3 / 10
+        };
+        let streamer = Streamer::new(source.clone(), &model, options.with_budget(budget)).unwrap();
+        check_against_reference(&streamer, &model, &reference, blocks);
+        let stats = streamer.stats();
+        assert!(stats.peak_bytes_held <= budget);
+        assert!(stats.resident_bytes < held_all, "the run did not stream");
+    }
+}
+
+fn check_against_reference(
+    streamer: &Streamer,
+    model: &Llama,
+    reference: &Reference,
+    blocks: bool,
+) {
     for (i, prompt) in PROMPTS.iter().enumerate() {
-        let rows = logits(&streamer, &model, prompt).unwrap();
+        let rows = logits(streamer, model, prompt).unwrap();
         let last = rows.last().unwrap();
         let want = &reference.first_logits[i];
         assert_eq!(last.len(), want.len());
@@ -157,14 +178,14 @@ fn smollm2_streamed_from_quantized_blocks_matches_the_numpy_reference() {
             .fold(0f64, f64::max);
         assert!(
             worst <= 1e-3,
-            "prompt {i}: first-step logits differ by {worst}"
+            "blocks {blocks}, prompt {i}: first-step logits differ by {worst}"
         );
 
         let options = GenerateOptions::greedy(NEW_TOKENS).with_stop_tokens(vec![2]);
-        let out = generate(&streamer, &model, prompt, &options).unwrap();
-        assert_eq!(out.tokens, reference.generated[i], "prompt {i}");
+        let out = generate(streamer, model, prompt, &options).unwrap();
+        assert_eq!(
+            out.tokens, reference.generated[i],
+            "blocks {blocks}, prompt {i}"
+        );
     }
-    let stats = streamer.stats();
-    assert!(stats.peak_bytes_held <= budget);
-    assert!(stats.resident_bytes < held_all, "the run did not stream");
 }

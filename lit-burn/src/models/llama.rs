@@ -26,6 +26,7 @@ use super::decoder::{
 use super::generate::CausalLm;
 use super::linear::linear;
 use super::synth::{SynthConfig, best_by_depth, vocab_for};
+use crate::blocks;
 use crate::error::{Error, Result};
 use crate::executor::StreamOptions;
 use crate::names::NameRules;
@@ -474,7 +475,8 @@ impl CausalLm for Llama {
         .tables(start, s, &device);
 
         let embed = weights.load(&self.model.embed_tokens)?;
-        let mut x = embed.forward(ids_tensor(ids, &device));
+        let mut x = blocks::embedding(&embed.weight, ids_tensor(ids, &device))
+            .ok_or_else(|| Error::InvalidArgument("a token id is outside the embedding".into()))?;
         // Tied: the embedding stays loaded for the head (one load per pass).
         let tied = self.lm_head.is_none().then_some(embed);
         for (i, block) in self.model.layers.iter().enumerate() {
@@ -487,7 +489,7 @@ impl CausalLm for Llama {
         let x: Tensor<2> = x.squeeze_dim(0);
         let logits = match (&self.lm_head, tied) {
             (Some(head), _) => linear(&*weights.load(head)?, x),
-            (None, Some(embed)) => x.matmul(embed.weight.val().transpose()),
+            (None, Some(embed)) => blocks::matmul_transposed(x, &embed.weight),
             (None, None) => unreachable!("tied when there is no head"),
         };
         cache.advance(s);
@@ -562,8 +564,11 @@ impl Architecture for LlamaArch {
         largest.saturating_add(embed)
     }
 
+    /// Llama's names, f32 compute, quantized weights computed on their blocks, and the tied
+    /// embedding held through the pass.
     fn stream_options(&self, source: &dyn WeightSource, options: StreamOptions) -> StreamOptions {
-        let options = with_f32_compute(source, options.with_names(Llama::names()));
+        let mut options = with_f32_compute(source, options.with_names(Llama::names()));
+        options.load = options.load.with_block_compute(true);
         if source.manifest().find_tensor("lm_head.weight").is_none() {
             // Tied: the embedding stays loaded for the head (see `forward_tokens`).
             options.with_held_through_pass("model.embed_tokens.weight")

@@ -101,8 +101,9 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
         ),
     };
     let first_compute = Arc::new(RunObserver::new(opened, args.events.is_some()));
-    let options = arch
-        .stream_options(source.as_ref(), args.common.stream_options())
+    let options = args
+        .common
+        .overrides(arch.stream_options(source.as_ref(), args.common.stream_options()))
         .with_observer({
             let first_compute = first_compute.clone();
             move |e: &Event<'_>| first_compute.on_event(e)

@@ -51,6 +51,11 @@ pub(crate) struct Common {
     /// Compute device: cpu (Flex), ndarray, cuda or cuda:N.
     #[arg(long, default_value = "cpu")]
     pub(crate) device: String,
+    /// Decode quantized weights to f32 when a layer is loaded instead of computing on their
+    /// blocks (the default on the CPU). Slower, and a layer then holds 4–7× its stored bytes:
+    /// kept to compare the two.
+    #[arg(long)]
+    pub(crate) dequantize: bool,
     /// Also write the run's report (bytes, seconds, peak RSS, pass times) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) stats_json: Option<std::path::PathBuf>,
@@ -72,6 +77,14 @@ impl Common {
         StreamOptions::default()
             .with_prefetch(self.prefetch)
             .with_budget(self.budget.unwrap_or_default())
+    }
+
+    /// `options` (an architecture's) with the flags that override it.
+    pub(crate) fn overrides(&self, mut options: StreamOptions) -> StreamOptions {
+        if self.dequantize {
+            options.load = options.load.with_block_compute(false);
+        }
+        options
     }
 
     /// The report of `passes` passes through `streamer` run with these flags, taking `seconds`.
