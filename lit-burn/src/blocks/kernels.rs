@@ -2,9 +2,12 @@
 //!
 //! A weight `w = d·q (+ m)` never exists as a float: each block contributes
 //! `d·Σ qᵢxᵢ (+ m·Σ xᵢ)`, with `Σ xᵢ` computed once per activation block and shared by every
-//! row. Q8_0, Q4_0 and Q4_1 have their own kernels, written so the compiler vectorises them (8
-//! lanes of f32), and are compiled twice: for the baseline CPU and for AVX2+FMA, picked at run
-//! time. The K-quants decode one row at a time into a scratch buffer and take a plain dot.
+//! row. Q8_0, Q4_0 and Q4_1 have portable kernels, and AVX2+FMA ones ([`avx2`]) picked at run
+//! time where the CPU has them. The K-quants decode one row at a time into a scratch buffer and
+//! take a plain dot.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 
 use lit_core::quant::{self, QuantScheme};
 
@@ -13,12 +16,23 @@ use lit_core::quant::{self, QuantScheme};
 pub(super) trait Kernel {
     const BYTES: usize;
     const ELEMS: usize;
+    #[cfg(target_arch = "x86_64")]
+    const AVX2: avx2::Layout;
     fn dot(block: &[u8], x: &[f32], xsum: f32) -> f32;
 }
 
+/// The f16 at `b[at..at + 2]` as f32, inline and branch-free for finite values: the exponent and
+/// mantissa moved into f32's places and rebiased by a multiplication by 2¹¹² (exact, subnormals
+/// included). `half`'s conversion is a call per block, which cost more than the block's 32 MACs.
 #[inline(always)]
 fn f16(b: &[u8], at: usize) -> f32 {
-    half::f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+    let h = u16::from_le_bytes([b[at], b[at + 1]]);
+    if h & 0x7C00 == 0x7C00 {
+        // Infinity or NaN (never in a sane block; kept exact all the same).
+        return half::f16::from_bits(h).to_f32();
+    }
+    let magnitude = f32::from_bits(u32::from(h & 0x7FFF) << 13) * f32::from_bits(0x7780_0000);
+    f32::from_bits(magnitude.to_bits() | (u32::from(h & 0x8000) << 16))
 }
 
 #[inline(always)]
@@ -66,6 +80,8 @@ pub(super) struct Q4_1;
 impl Kernel for Q8_0 {
     const BYTES: usize = 34;
     const ELEMS: usize = 32;
+    #[cfg(target_arch = "x86_64")]
+    const AVX2: avx2::Layout = avx2::Layout::Q8_0;
     #[inline(always)]
     fn dot(b: &[u8], x: &[f32], _: f32) -> f32 {
         f16(b, 0) * dot_i8(&array(&b[2..]), &array(x))
@@ -75,6 +91,8 @@ impl Kernel for Q8_0 {
 impl Kernel for Q4_0 {
     const BYTES: usize = 18;
     const ELEMS: usize = 32;
+    #[cfg(target_arch = "x86_64")]
+    const AVX2: avx2::Layout = avx2::Layout::Q4_0;
     #[inline(always)]
     fn dot(b: &[u8], x: &[f32], xsum: f32) -> f32 {
         // w = d·(q − 8)
@@ -85,6 +103,8 @@ impl Kernel for Q4_0 {
 impl Kernel for Q4_1 {
     const BYTES: usize = 20;
     const ELEMS: usize = 32;
+    #[cfg(target_arch = "x86_64")]
+    const AVX2: avx2::Layout = avx2::Layout::Q4_1;
     #[inline(always)]
     fn dot(b: &[u8], x: &[f32], xsum: f32) -> f32 {
         // w = d·q + m
@@ -93,7 +113,8 @@ impl Kernel for Q4_1 {
 }
 
 /// `out[r] = row r · x` for the rows of `rows` (each `row_bytes` long), `xsums` holding the sum
-/// of each `K::ELEMS` activations.
+/// of each `K::ELEMS` activations. Plain loops, no iterator adaptors: an adaptor's `fold` may be
+/// left out of line, compiled for the baseline CPU, when this is compiled for AVX2.
 #[inline(always)]
 fn rows_generic<K: Kernel>(
     rows: &[u8],
@@ -102,20 +123,19 @@ fn rows_generic<K: Kernel>(
     xsums: &[f32],
     out: &mut [f32],
 ) {
-    for (row, o) in rows.chunks_exact(row_bytes).zip(out.iter_mut()) {
-        *o = row
-            .chunks_exact(K::BYTES)
-            .zip(x.chunks_exact(K::ELEMS))
-            .zip(xsums)
-            .map(|((b, xb), &s)| K::dot(b, xb, s))
-            .sum();
+    let blocks = row_bytes / K::BYTES;
+    for (r, o) in out.iter_mut().enumerate() {
+        let row = &rows[r * row_bytes..(r + 1) * row_bytes];
+        let mut acc = 0f32;
+        for k in 0..blocks {
+            acc += K::dot(
+                &row[k * K::BYTES..(k + 1) * K::BYTES],
+                &x[k * K::ELEMS..(k + 1) * K::ELEMS],
+                xsums[k],
+            );
+        }
+        *o = acc;
     }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn rows_avx2<K: Kernel>(rows: &[u8], row_bytes: usize, x: &[f32], xsums: &[f32], out: &mut [f32]) {
-    rows_generic::<K>(rows, row_bytes, x, xsums, out)
 }
 
 fn rows_dispatch<K: Kernel>(
@@ -126,14 +146,25 @@ fn rows_dispatch<K: Kernel>(
     out: &mut [f32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-        && std::arch::is_x86_feature_detected!("f16c")
-    {
-        // SAFETY: the CPU has the features `rows_avx2` is compiled for (checked just above).
-        return unsafe { rows_avx2::<K>(rows, row_bytes, x, xsums, out) };
+    if avx2::available() && !PORTABLE.with(|p| p.get()) {
+        // SAFETY: the CPU has AVX2 and FMA (checked just above).
+        return unsafe { avx2::rows(K::AVX2, rows, row_bytes, x, xsums, out) };
     }
     rows_generic::<K>(rows, row_bytes, x, xsums, out)
+}
+
+thread_local! {
+    /// Tests set this to check the portable kernels on a CPU that has AVX2.
+    static PORTABLE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with the portable kernels on this thread (for tests).
+#[cfg(test)]
+pub(super) fn portable<T>(f: impl FnOnce() -> T) -> T {
+    PORTABLE.with(|p| p.set(true));
+    let out = f();
+    PORTABLE.with(|p| p.set(false));
+    out
 }
 
 /// Rows of a K-quant: each decoded into `scratch`, then a plain dot.

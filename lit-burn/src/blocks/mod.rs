@@ -40,6 +40,9 @@ pub struct BlockMatrix {
 /// blocks; above it a tile of rows is decoded once and multiplied by Burn (prompt prefill).
 const DOT_ROWS: usize = 4;
 
+/// Multiply-adds below which a matrix–vector product is not split between threads.
+const MIN_TASK_MACS: usize = 256 << 10;
+
 /// f32 bytes of one decoded tile for many activation rows.
 const TILE_BYTES: usize = 4 << 20;
 
@@ -115,8 +118,13 @@ impl BlockMatrix {
         }
         if n <= DOT_ROWS {
             // Rows of the matrix in parallel; each activation row against each.
+            // Tasks of at least MIN_TASK_MACS: a small matrix runs on this thread (forking costs
+            // more than its ~20 µs of work).
             let threads = rayon::current_num_threads().max(1);
-            let per_task = self.rows.div_ceil(threads * 4).max(16);
+            let per_task = self
+                .rows
+                .div_ceil(threads * 4)
+                .max(MIN_TASK_MACS.div_ceil(self.cols));
             let mut by_row = vec![0f32; n * self.rows];
             for (i, xi) in x.chunks_exact(self.cols).enumerate() {
                 by_row[i * self.rows..(i + 1) * self.rows]

@@ -91,16 +91,33 @@ fn block_matmul_equals_the_decoded_matmul_for_every_scheme() {
         let w = decoded(scheme, &bytes);
         let m = BlockMatrix::new(scheme, rows, cols, bytes.into()).unwrap();
         // Few rows take the dot kernels, many the decoded tiles.
-        for n in [1, 3, DOT_ROWS + 1, 40] {
+        // The portable kernels too, where the CPU takes the SIMD ones.
+        for (n, portable) in [
+            (1, false),
+            (1, true),
+            (3, false),
+            (3, true),
+            (DOT_ROWS + 1, false),
+            (40, false),
+        ] {
             let x: Vec<f32> = (0..n * cols).map(|_| rng.unit()).collect();
             let want = reference(&w, rows, cols, &x, n);
-            let got = m.matmul_transposed_f32(&x, n);
+            let got = if portable {
+                // One thread: the flag is per thread.
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(1)
+                    .build()
+                    .unwrap();
+                pool.install(|| kernels::portable(|| m.matmul_transposed_f32(&x, n)))
+            } else {
+                m.matmul_transposed_f32(&x, n)
+            };
             assert_eq!(got.len(), want.len());
             let scale: f64 = want.iter().map(|v| v.abs()).sum::<f64>() / want.len() as f64;
             for (k, (g, e)) in got.iter().zip(&want).enumerate() {
                 assert!(
                     (f64::from(*g) - e).abs() <= 1e-5 * scale.max(1.0) * cols as f64,
-                    "{scheme} n={n} element {k}: {g} vs {e}"
+                    "{scheme} n={n} portable={portable} element {k}: {g} vs {e}"
                 );
             }
         }
@@ -286,4 +303,39 @@ fn the_registry_does_not_keep_blocks_alive() {
     let weak = Arc::downgrade(&of(&param).unwrap().matrix);
     drop(param);
     assert!(weak.upgrade().is_none());
+}
+
+#[test]
+#[ignore]
+fn microbench() {
+    let mut rng = Rng(1);
+    for (scheme, rows, cols) in [
+        (QuantScheme::Q4_1, 1536, 576),
+        (QuantScheme::Q4_1, 576, 1536),
+        (QuantScheme::Q8_0, 49152, 576),
+    ] {
+        let bytes = random_blocks(scheme, rows, cols, &mut rng);
+        let m = BlockMatrix::new(scheme, rows, cols, bytes.into()).unwrap();
+        let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+        let t = std::time::Instant::now();
+        let reps = 200;
+        for _ in 0..reps {
+            std::hint::black_box(m.matmul_transposed_f32(&x, 1));
+        }
+        let s = t.elapsed().as_secs_f64() / reps as f64;
+        let x1: Vec<f32> = x.clone();
+        let mut out = vec![0f32; rows];
+        let t = std::time::Instant::now();
+        for _ in 0..reps {
+            kernels::rows_dot(scheme, &m.bytes, m.row_bytes, &x1, &mut out).unwrap();
+        }
+        let s1 = t.elapsed().as_secs_f64() / reps as f64;
+        println!(
+            "{scheme} {rows}x{cols}: {:.3} ms ({:.2} GMAC/s), one thread {:.3} ms ({:.2} GMAC/s)",
+            s * 1e3,
+            (rows * cols) as f64 / s / 1e9,
+            s1 * 1e3,
+            (rows * cols) as f64 / s1 / 1e9
+        );
+    }
 }
