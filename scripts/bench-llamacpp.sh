@@ -9,12 +9,12 @@
 #
 # The full run measures, alternately in each round, per-token decode time of:
 #   - llama.cpp with mmap on and off (llama_perf_context: t_eval_ms / n_eval after a reset);
-#   - lit fully resident (budget above the model), under a budget of a quarter of the model (as it
-#     runs: blocks + decoded f32, from the streamer's held-bytes report), and streamed under
-#     STREAMED_BUDGET (bytes; default the quarter);
+#   - lit fully resident (budget above the model) computing on the quantized blocks (the default)
+#     and with --dequantize (decoded to f32 on load), under a budget of a quarter of the model (as
+#     it runs, from the streamer's held-bytes report), and streamed under STREAMED_BUDGET (bytes;
+#     default the least budget lit accepts plus a tenth);
 # and then all four again inside a cgroup v1 memory limit of each CGROUP_MIB (default "96 256"):
-# 96 MiB is smaller than the GGUF file, 256 MiB smaller than the model as lit runs it (blocks
-# decoded to f32); lit there with its automatic budget and with STREAMED_BUDGET; page cache dropped
+# 96 MiB is smaller than the GGUF file, 256 MiB smaller than the model decoded to f32; lit there with its automatic budget and with STREAMED_BUDGET; page cache dropped
 # before each of these runs (root needed;
 # skipped otherwise). llama.cpp runs with OMP_WAIT_POLICY=passive: on this shared 2-core machine
 # OpenMP's default spin-waiting made its 2-thread decode 15-20x slower. Output: one JSON object.
@@ -62,15 +62,20 @@ CG="/sys/fs/cgroup/memory/lit-bench-llamacpp-$$"
 trap 'rmdir "$CG" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 "$LIT" export "$GGUF" "$WORK/smol.lit" >/dev/null 2>&1
 
-# The model as lit runs it (blocks + decoded f32): the weights it holds fully resident.
+# The model as lit runs it (on its blocks, or with --dequantize decoded to f32): the weights it
+# holds fully resident.
 "$LIT" run llama "$WORK/smol.lit" --prompt "$PROMPT" --max-tokens 2 --budget all \
   --stats-json "$WORK/held.json" >/dev/null 2>&1
 HELD=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["peak_held"])' "$WORK/held.json")
 QUARTER=$((HELD / 4))
-# The streamed budget: a quarter of the model unless STREAMED_BUDGET says otherwise (SmolLM2's
-# resident tied embedding, Q8_0 blocks + decoded f32, is 143 MB: lit needs about 170 MB).
-STREAMED="${STREAMED_BUDGET:-$QUARTER}"
-echo "SmolLM2 as lit runs it: $HELD B held resident; quarter $QUARTER B; streamed budget $STREAMED B" >&2
+# The least budget lit accepts (from its error for a budget of one byte): the tied embedding, held
+# through the pass for the head, and the largest layer. It is a third of SmolLM2 on its blocks,
+# more than a quarter: the quarter run fails and is recorded as such.
+LEAST=$("$LIT" run llama "$WORK/smol.lit" --prompt "$PROMPT" --max-tokens 1 --budget 1 2>&1 \
+  | sed -n 's/.*at least \([0-9]*\) bytes.*/\1/p' | head -n 1 || true)
+# The streamed budget: the least budget plus a tenth unless STREAMED_BUDGET says otherwise.
+STREAMED="${STREAMED_BUDGET:-$((LEAST * 11 / 10))}"
+echo "SmolLM2 as lit runs it: $HELD B held resident; quarter $QUARTER B; least $LEAST B; streamed budget $STREAMED B" >&2
 
 # Runs "$@" inside the memory cgroup if $INCG is set, recording its exit status and peak usage.
 run_in() {
@@ -93,16 +98,17 @@ run_in() {
 
 lit_run() { # name budget
   run_in "$1" "$LIT" run llama "$WORK/smol.lit" --prompt "$PROMPT" --max-tokens "$TOKENS" \
-    ${2:+--budget "$2"} --stats-json "$WORK/$1.json"
+    ${2:+--budget "$2"} ${LIT_FLAGS:-} --stats-json "$WORK/$1.json"
 }
 peer_run() { # name mmap(1|0)
   OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" run_in "$1" "$PYTHON_PEER" "$PEER" "$GGUF" "$THREADS" "$TOKENS" "$2" "$PROMPT"
 }
 
-MODES="lit_resident lit_quarter lit_streamed llamacpp_mmap llamacpp_nommap"
+MODES="lit_resident lit_dequantized lit_quarter lit_streamed llamacpp_mmap llamacpp_nommap"
 for round in $(seq "$ROUNDS"); do
   echo "round $round (fits)" >&2
   lit_run "lit_resident.$round" all
+  LIT_FLAGS=--dequantize lit_run "lit_dequantized.$round" all
   lit_run "lit_quarter.$round" "$QUARTER"
   lit_run "lit_streamed.$round" "$STREAMED"
   peer_run "llamacpp_mmap.$round" 1
@@ -162,7 +168,7 @@ def ratio(a, b):
 groups = [""] + [f"cg{m}_" for m in cg_mib.split()]
 out["speed_vs_llamacpp"] = {  # > 1: lit faster
     f"{g}{a}/{g}{b}": ratio(g + a, g + b) for g in groups
-    for a in (["lit_resident", "lit_streamed"] if g == "" else ["lit_auto", "lit_streamed"])
+    for a in (["lit_resident", "lit_dequantized", "lit_streamed"] if g == "" else ["lit_auto", "lit_streamed"])
     for b in ["llamacpp_mmap", "llamacpp_nommap"]}
 out["lit_streamed_over_resident_speed"] = ratio("lit_streamed", "lit_resident")
 print(json.dumps(out, indent=2))

@@ -20,7 +20,7 @@
 mod kernels;
 
 use burn::module::{Param, ParamId};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, FloatDType, Int, Tensor, TensorData};
 use lit_core::quant::{self, QuantError, QuantScheme};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -37,8 +37,8 @@ pub struct BlockMatrix {
 }
 
 /// Activation rows up to which [`BlockMatrix::matmul_transposed`] takes dot products on the
-/// blocks; above it a tile of rows is decoded once and multiplied by Burn (prompt prefill).
-const DOT_ROWS: usize = 4;
+/// blocks; above it a tile of rows is decoded once and multiplied by Burn (a prompt).
+const DOT_ROWS: usize = 8;
 
 /// Multiply-adds below which a matrix–vector product is not split between threads.
 const MIN_TASK_MACS: usize = 256 << 10;
@@ -109,78 +109,77 @@ impl BlockMatrix {
         Some(out)
     }
 
-    /// `x · selfᵀ` for `n` activation rows `x` (`[n, cols]` row-major): `[n, rows]`.
+    /// `x · selfᵀ` for `n` activation rows `x` (`[n, cols]` row-major, `n` small): `[n, rows]`,
+    /// by dot products on the blocks, the matrix's rows split between threads.
     pub fn matmul_transposed_f32(&self, x: &[f32], n: usize) -> Vec<f32> {
         assert_eq!(x.len(), n * self.cols, "activations are not [n, cols]");
         let mut out = vec![0f32; n * self.rows];
         if n == 0 || self.rows == 0 {
             return out;
         }
-        if n <= DOT_ROWS {
-            // Rows of the matrix in parallel; each activation row against each.
-            // Tasks of at least MIN_TASK_MACS: a small matrix runs on this thread (forking costs
-            // more than its ~20 µs of work).
-            let threads = rayon::current_num_threads().max(1);
-            let per_task = self
-                .rows
-                .div_ceil(threads * 4)
-                .max(MIN_TASK_MACS.div_ceil(self.cols));
-            let mut by_row = vec![0f32; n * self.rows];
-            for (i, xi) in x.chunks_exact(self.cols).enumerate() {
-                by_row[i * self.rows..(i + 1) * self.rows]
-                    .par_chunks_mut(per_task)
-                    .enumerate()
-                    .for_each(|(t, o)| {
-                        let start = t * per_task * self.row_bytes;
-                        let rows = &self.bytes[start..start + o.len() * self.row_bytes];
-                        // Lengths were checked by `new`.
-                        let _ = kernels::rows_dot(self.scheme, rows, self.row_bytes, xi, o);
-                    });
-            }
-            out = by_row;
-        } else {
-            // Many activation rows: decode a tile of matrix rows once, multiply, next tile.
-            let tile = (TILE_BYTES / (4 * self.cols)).max(1);
-            for r0 in (0..self.rows).step_by(tile) {
-                let r1 = (r0 + tile).min(self.rows);
-                let ids: Vec<usize> = (r0..r1).collect();
-                let w = self.decode_rows_parallel(&ids);
-                let t = r1 - r0;
-                let mut y = vec![0f32; n * t];
-                y.par_chunks_mut(t)
-                    .zip(x.par_chunks(self.cols))
-                    .for_each(|(yi, xi)| {
-                        for (o, wr) in yi.iter_mut().zip(w.chunks_exact(self.cols)) {
-                            *o = dot(xi, wr);
-                        }
-                    });
-                for (i, yi) in y.chunks_exact(t).enumerate() {
-                    out[i * self.rows + r0..i * self.rows + r1].copy_from_slice(yi);
-                }
-            }
+        // Tasks of at least MIN_TASK_MACS: a small matrix runs on this thread (forking costs
+        // more than its ~20 µs of work).
+        let threads = rayon::current_num_threads().max(1);
+        let per_task = self
+            .rows
+            .div_ceil(threads * 4)
+            .max(MIN_TASK_MACS.div_ceil(self.cols));
+        for (xi, oi) in x
+            .chunks_exact(self.cols)
+            .zip(out.chunks_exact_mut(self.rows))
+        {
+            oi.par_chunks_mut(per_task).enumerate().for_each(|(t, o)| {
+                let start = t * per_task * self.row_bytes;
+                let rows = &self.bytes[start..start + o.len() * self.row_bytes];
+                // Lengths were checked by `new`.
+                let _ = kernels::rows_dot(self.scheme, rows, self.row_bytes, xi, o);
+            });
         }
         out
     }
 
-    fn decode_rows_parallel(&self, ids: &[usize]) -> Vec<f32> {
-        let mut w = vec![0f32; ids.len() * self.cols];
+    /// Rows `start..end` decoded, in parallel.
+    fn decode_range(&self, start: usize, end: usize) -> Vec<f32> {
+        let mut w = vec![0f32; (end - start) * self.cols];
         w.par_chunks_mut(self.cols)
-            .zip(ids.par_iter())
-            .for_each(|(o, &r)| {
-                let mut v = Vec::with_capacity(self.cols);
-                let row = &self.bytes[r * self.row_bytes..(r + 1) * self.row_bytes];
-                let _ = quant::dequantize(self.scheme, row, &mut v);
-                o.copy_from_slice(&v);
-            });
+            .zip(
+                self.bytes[start * self.row_bytes..end * self.row_bytes].par_chunks(self.row_bytes),
+            )
+            .for_each_init(
+                || Vec::with_capacity(self.cols),
+                |scratch, (o, row)| {
+                    scratch.clear();
+                    // Lengths were checked by `new`.
+                    let _ = quant::dequantize(self.scheme, row, scratch);
+                    o.copy_from_slice(scratch);
+                },
+            );
         w
     }
 
     /// `x · selfᵀ` for a Burn tensor `x` of shape `[n, cols]` (any float type; the result has
-    /// `x`'s type and device).
+    /// `x`'s type and device). Up to [`DOT_ROWS`] rows (decoding a token), dot products on the
+    /// blocks; more (a prompt), tiles of rows decoded one at a time and multiplied by Burn.
     pub fn matmul_transposed(&self, x: Tensor<2>) -> Tensor<2> {
         let [n, _] = x.dims();
         let dtype = x.dtype();
         let device = x.device();
+        if n > DOT_ROWS {
+            let x = x.cast(FloatDType::F32);
+            let tile = (TILE_BYTES / (4 * self.cols)).max(1);
+            let parts: Vec<Tensor<2>> = (0..self.rows)
+                .step_by(tile)
+                .map(|r0| {
+                    let r1 = (r0 + tile).min(self.rows);
+                    let w = Tensor::<2>::from_data(
+                        TensorData::new(self.decode_range(r0, r1), [r1 - r0, self.cols]),
+                        &device,
+                    );
+                    x.clone().matmul(w.transpose())
+                })
+                .collect();
+            return Tensor::cat(parts, 1).cast(dtype);
+        }
         let data = x.into_data().convert::<f32>();
         let y = match data.as_slice::<f32>() {
             Ok(values) => self.matmul_transposed_f32(values, n),
@@ -191,24 +190,6 @@ impl BlockMatrix {
         };
         Tensor::from_data(TensorData::new(y, [n, self.rows]), (&device, dtype))
     }
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let mut ca = a.chunks_exact(8);
-    let mut cb = b.chunks_exact(8);
-    for (x, y) in (&mut ca).zip(&mut cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 /// Parameter id → the blocks of a lazy parameter, held weakly (the parameter owns them).
