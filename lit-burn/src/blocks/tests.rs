@@ -113,7 +113,10 @@ fn block_matmul_equals_the_decoded_matmul_for_every_scheme() {
             } else {
                 // Through Burn: dot products, or decoded tiles above DOT_ROWS.
                 let t = Tensor::<2>::from_data(TensorData::new(x.clone(), [n, cols]), &device);
-                m.matmul_transposed(t).into_data().try_to_vec::<f32>().unwrap()
+                m.matmul_transposed(t)
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .unwrap()
             };
             assert_eq!(got.len(), want.len());
             let scale: f64 = want.iter().map(|v| v.abs()).sum::<f64>() / want.len() as f64;

@@ -23,8 +23,8 @@ pub enum Budget {
     All,
     /// Sized when the streamer is built: the model when it fits in [`AUTO_SHARE`] of the memory
     /// available to the process (see [`crate::memory`]), otherwise that share, and never less
-    /// than twice the largest layer (room for it and one more as large, which models that hold
-    /// a tied embedding through the pass need).
+    /// than the layers held through a pass (a tied embedding) plus room for the largest other
+    /// layer twice (the running one and one fetched ahead).
     #[default]
     Auto,
 }
@@ -52,11 +52,13 @@ pub struct BudgetChoice {
 }
 
 impl BudgetChoice {
-    /// Resolves `asked` for a model whose layers take `model_bytes` held together and whose
-    /// largest needs `largest`, with `available` memory.
+    /// Resolves `asked` for a model whose layers take `model_bytes` held together, that streams
+    /// with a layer fetched ahead in `floor` bytes (its least budget plus its largest streamed
+    /// layer), and whose largest layer takes `largest`, with `available` memory.
     pub(crate) fn resolve(
         asked: Budget,
         model_bytes: u64,
+        floor: u64,
         largest: u64,
         available: Option<Available>,
     ) -> Self {
@@ -67,7 +69,7 @@ impl BudgetChoice {
                 / AUTO_SHARE.1
                 * AUTO_SHARE.0
         });
-        let floor = largest.saturating_mul(2).min(model_bytes);
+        let floor = floor.min(model_bytes);
         let (bytes, warning) = match asked {
             Budget::Bytes(b) => (
                 b,
@@ -97,8 +99,8 @@ impl BudgetChoice {
                 Some(_) => (
                     floor,
                     Some(format!(
-                        "streaming needs about {} MiB (twice the largest layer), more than lit \
-                         would take of the {}",
+                        "streaming needs about {} MiB (the layers held through a pass and two \
+                         others), more than lit would take of the {}",
                         floor >> 20,
                         available.expect("usable comes from it")
                     )),
@@ -115,8 +117,13 @@ impl BudgetChoice {
     }
 
     /// [`BudgetChoice::resolve`] with the memory available now.
-    pub(crate) fn for_this_process(asked: Budget, model_bytes: u64, largest: u64) -> Self {
-        Self::resolve(asked, model_bytes, largest, memory::available())
+    pub(crate) fn for_this_process(
+        asked: Budget,
+        model_bytes: u64,
+        floor: u64,
+        largest: u64,
+    ) -> Self {
+        Self::resolve(asked, model_bytes, floor, largest, memory::available())
     }
 }
 
@@ -165,7 +172,13 @@ mod tests {
 
     #[test]
     fn auto_keeps_a_model_that_fits_whole() {
-        let c = BudgetChoice::resolve(Budget::Auto, 500 * MIB, 50 * MIB, avail(24_000));
+        let c = BudgetChoice::resolve(
+            Budget::Auto,
+            500 * MIB,
+            2 * 50 * MIB,
+            50 * MIB,
+            avail(24_000),
+        );
         assert_eq!(c.bytes, 500 * MIB);
         assert!(c.warning.is_none());
         assert!(c.to_string().contains("all 500 MiB"), "{c}");
@@ -173,7 +186,13 @@ mod tests {
 
     #[test]
     fn auto_streams_a_model_larger_than_memory() {
-        let c = BudgetChoice::resolve(Budget::Auto, 2048 * MIB, 100 * MIB, avail(1164));
+        let c = BudgetChoice::resolve(
+            Budget::Auto,
+            2048 * MIB,
+            2 * 100 * MIB,
+            100 * MIB,
+            avail(1164),
+        );
         assert_eq!(c.bytes, 750 * MIB, "3/4 of (1164 - 64 - 100) MiB");
         assert!(c.warning.is_none());
         assert!(
@@ -183,29 +202,58 @@ mod tests {
     }
 
     #[test]
-    fn auto_never_goes_below_twice_the_largest_layer_and_says_so() {
-        let c = BudgetChoice::resolve(Budget::Auto, 2048 * MIB, 300 * MIB, avail(900));
+    fn auto_never_goes_below_the_floor_and_says_so() {
+        let c = BudgetChoice::resolve(
+            Budget::Auto,
+            2048 * MIB,
+            2 * 300 * MIB,
+            300 * MIB,
+            avail(900),
+        );
         assert_eq!(c.bytes, 600 * MIB);
         assert!(c.warning.as_deref().unwrap().contains("600 MiB"));
         // Never above the model, though.
-        let c = BudgetChoice::resolve(Budget::Auto, 500 * MIB, 300 * MIB, avail(300));
+        let c = BudgetChoice::resolve(
+            Budget::Auto,
+            500 * MIB,
+            2 * 300 * MIB,
+            300 * MIB,
+            avail(300),
+        );
         assert_eq!(c.bytes, 500 * MIB);
+        // A model holding a 30 MiB tied embedding through the pass, with 2 MiB layers otherwise:
+        // the floor is 34 MiB, not twice the embedding.
+        let c = BudgetChoice::resolve(Budget::Auto, 96 * MIB, 34 * MIB, 30 * MIB, avail(90));
+        assert_eq!(c.bytes, 34 * MIB);
+        assert!(c.warning.as_deref().unwrap().contains("34 MiB"));
     }
 
     #[test]
     fn unknown_memory_keeps_everything() {
-        let c = BudgetChoice::resolve(Budget::Auto, 2048 * MIB, 300 * MIB, None);
+        let c = BudgetChoice::resolve(Budget::Auto, 2048 * MIB, 2 * 300 * MIB, 300 * MIB, None);
         assert_eq!(c.bytes, u64::MAX);
     }
 
     #[test]
     fn explicit_budgets_the_machine_cannot_hold_warn() {
-        let c = BudgetChoice::resolve(Budget::Bytes(8192 * MIB), 4096 * MIB, MIB, avail(1024));
+        let c = BudgetChoice::resolve(
+            Budget::Bytes(8192 * MIB),
+            4096 * MIB,
+            2 * MIB,
+            MIB,
+            avail(1024),
+        );
         assert_eq!(c.bytes, 8192 * MIB);
         assert!(c.warning.is_some());
-        let c = BudgetChoice::resolve(Budget::Bytes(512 * MIB), 4096 * MIB, MIB, avail(1024));
+        let c = BudgetChoice::resolve(
+            Budget::Bytes(512 * MIB),
+            4096 * MIB,
+            2 * MIB,
+            MIB,
+            avail(1024),
+        );
         assert!(c.warning.is_none());
-        let c = BudgetChoice::resolve(Budget::All, 4096 * MIB, MIB, avail(1024));
+        let c = BudgetChoice::resolve(Budget::All, 4096 * MIB, 2 * MIB, MIB, avail(1024));
         assert_eq!(c.bytes, u64::MAX);
         assert!(c.warning.is_some());
     }

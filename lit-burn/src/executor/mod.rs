@@ -205,11 +205,17 @@ impl Streamer {
             .filter(|l| !pinned.contains(l))
             .max_by_key(|&&l| sizes[l])
             .copied();
-        let least = pinned_bytes + other.map_or(0, |l| sizes[l]);
+        let other_bytes = other.map_or(0, |l| sizes[l]);
+        let least = pinned_bytes + other_bytes;
         let largest = used.iter().map(|&l| sizes[l]).max().unwrap_or(0);
         let model_bytes = used.iter().map(|&l| sizes[l]).sum();
-        let choice =
-            BudgetChoice::for_this_process(options.budget, model_bytes, largest.max(least / 2));
+        // An automatic budget leaves room to fetch the largest streamed layer ahead.
+        let choice = BudgetChoice::for_this_process(
+            options.budget,
+            model_bytes,
+            least + other_bytes,
+            largest,
+        );
         let budget = choice.bytes;
         if least > budget {
             let mut names: Vec<String> = pinned
