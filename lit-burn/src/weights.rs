@@ -1,9 +1,11 @@
 //! Where a forward pass gets each submodule's weights from: streamed by the [`Streamer`] or
 //! already in memory ([`Resident`]). Models are written once against [`Weights`] and run either way.
 
-use crate::error::Result;
+use crate::blocks;
+use crate::error::{Error, Result};
 use crate::executor::{Loaded, Streamer};
-use burn::module::Module;
+use burn::module::{Module, Param};
+use burn::tensor::Tensor;
 use std::ops::Deref;
 
 /// Where a forward pass gets each submodule's weights from.
@@ -17,6 +19,10 @@ pub trait Weights {
     /// `module` (a submodule of the model the pass runs) with its weights.
     fn load<M: Module>(&self, module: &M) -> Result<Self::Held<M>>;
 
+    /// Rows `ids` of the 2-D float parameter `weight` (an embedding table of the model),
+    /// `[ids.len(), cols]`: only those rows are read or decoded where that can be done.
+    fn rows(&self, weight: &Param<Tensor<2>>, ids: &[usize]) -> Result<Tensor<2>>;
+
     /// Called at the end of each forward pass (one token step).
     fn end_pass(&self) {}
 }
@@ -26,6 +32,10 @@ impl Weights for Streamer {
 
     fn load<M: Module>(&self, module: &M) -> Result<Loaded<M>> {
         Streamer::load(self, module)
+    }
+
+    fn rows(&self, weight: &Param<Tensor<2>>, ids: &[usize]) -> Result<Tensor<2>> {
+        Streamer::rows(self, weight, ids)
     }
 
     fn end_pass(&self) {
@@ -57,5 +67,11 @@ impl Weights for Resident {
 
     fn load<M: Module>(&self, module: &M) -> Result<Held<M>> {
         Ok(Held(module.clone()))
+    }
+
+    fn rows(&self, weight: &Param<Tensor<2>>, ids: &[usize]) -> Result<Tensor<2>> {
+        blocks::rows(weight, ids).ok_or_else(|| {
+            Error::InvalidArgument(format!("a row id of {ids:?} is outside the table"))
+        })
     }
 }

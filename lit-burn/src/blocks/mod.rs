@@ -279,6 +279,32 @@ pub fn matmul_transposed<const D: usize>(x: Tensor<D>, weight: &Param<Tensor<2>>
     })
 }
 
+/// Rows `ids` of a 2-D table `weight` (`[rows, cols]`), `[ids.len(), cols]`: only those rows
+/// are decoded when the table holds blocks. `None` when an id is not a row.
+pub fn rows(weight: &Param<Tensor<2>>, ids: &[usize]) -> Option<Tensor<2>> {
+    let [rows, cols] = weight.lazy_shape().dims();
+    if ids.iter().any(|&r| r >= rows) {
+        return None;
+    }
+    match of(weight) {
+        Some(blocks) if !blocks.transposed => {
+            let values = blocks.matrix.decode_rows(ids)?;
+            let device = weight.lazy_device();
+            Some(Tensor::from_data(
+                TensorData::new(values, [ids.len(), cols]),
+                &device,
+            ))
+        }
+        _ => {
+            let table = weight.val();
+            let index: Vec<i64> = ids.iter().map(|&r| r as i64).collect();
+            let index =
+                Tensor::<1, Int>::from_data(TensorData::new(index, [ids.len()]), &table.device());
+            Some(table.select(0, index))
+        }
+    }
+}
+
 /// The rows `ids` (`[batch, seq]`) of an embedding table `weight` (`[vocab, hidden]`): only those
 /// rows are decoded when the table holds blocks. `None` when an id is not a row.
 pub fn embedding(weight: &Param<Tensor<2>>, ids: Tensor<2, Int>) -> Option<Tensor<3>> {

@@ -27,6 +27,7 @@
 mod budget;
 mod inner;
 mod loaded;
+mod rows;
 mod state;
 pub mod stats;
 
@@ -40,8 +41,8 @@ use crate::load::LoadOptions;
 use crate::names::NameMap;
 use crate::paths::ParamPaths;
 use crate::plan::LoadPlan;
-use burn::module::Module;
-use burn::tensor::Device;
+use burn::module::{Module, Param};
+use burn::tensor::{Device, Tensor};
 use lit_core::{NoObserver, Observer, WeightSource};
 use state::State;
 use std::collections::BTreeSet;
@@ -290,6 +291,26 @@ impl Streamer {
             rx.await
                 .unwrap_or_else(|_| Err(Error::InvalidArgument("the load thread panicked".into())))
         }
+    }
+
+    /// Rows `ids` of the 2-D float parameter `weight` of the skeleton (an embedding table),
+    /// `[ids.len(), cols]` in its type: read by range when its layer is not in memory (a few
+    /// KiB for a step's tokens instead of the whole table; see `executor/rows.rs`), otherwise
+    /// from the loaded layer.
+    pub fn rows(&self, weight: &Param<Tensor<2>>, ids: &[usize]) -> Result<Tensor<2>> {
+        let device = self.inner.device.clone().unwrap_or_default();
+        if let Some(data) = self.inner.read_rows(weight.id, ids)? {
+            let dtype = self.inner.plan.get(&weight.id).map(|e| e.dtype);
+            let t = Tensor::<2>::from_data(data, &device);
+            return Ok(match dtype {
+                Some(d) if d != t.dtype() => t.cast(d),
+                _ => t,
+            });
+        }
+        let loaded = self.load(weight)?;
+        crate::blocks::rows(&loaded, ids).ok_or_else(|| {
+            Error::InvalidArgument(format!("a row id of {ids:?} is outside the table"))
+        })
     }
 
     /// Loads `module`, runs `f` on it, and releases it.

@@ -303,6 +303,19 @@ impl State {
         self.passes.last_mut().expect("pass").tensors_converted += tensors;
     }
 
+    /// Counts bytes read by range outside any layer load (rows of a table).
+    pub(crate) fn count_rows_read(&mut self, bytes: u64) {
+        self.passes.last_mut().expect("pass").bytes_read += bytes;
+    }
+
+    /// Whether `layer`'s bytes are in memory now (resident, or prefetched for its next load).
+    pub(crate) fn holds(&self, layer: usize) -> bool {
+        matches!(
+            self.slots.get(&layer),
+            Some(Slot::Resident(..) | Slot::Ready(_))
+        )
+    }
+
     fn count_read(&mut self, bytes: u64) {
         let pass = self.passes.last_mut().expect("pass");
         pass.bytes_read += bytes;

@@ -20,8 +20,8 @@
 
 use super::arch::{Architecture, Decoder, Task};
 use super::decoder::{
-    KvCache, Rope, RopeScaling, RopeTables, causal_attention, check_ids, device_of, ids_tensor,
-    token_ids, with_f32_compute,
+    KvCache, Rope, RopeScaling, RopeTables, causal_attention, check_ids, device_of, token_ids,
+    with_f32_compute,
 };
 use super::generate::CausalLm;
 use super::linear::linear;
@@ -474,11 +474,11 @@ impl CausalLm for Llama {
         )
         .tables(start, s, &device);
 
-        let embed = weights.load(&self.model.embed_tokens)?;
-        let mut x = blocks::embedding(&embed.weight, ids_tensor(ids, &device))
-            .ok_or_else(|| Error::InvalidArgument("a token id is outside the embedding".into()))?;
-        // Tied: the embedding stays loaded for the head (one load per pass).
-        let tied = self.lm_head.is_none().then_some(embed);
+        // Only this step's rows of the embedding: read by range when the table is not in memory.
+        let rows: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+        let mut x: Tensor<3> = weights
+            .rows(&self.model.embed_tokens.weight, &rows)?
+            .unsqueeze();
         for (i, block) in self.model.layers.iter().enumerate() {
             x = weights.load(block)?.forward(x, &rope, cache, i);
         }
@@ -487,10 +487,10 @@ impl CausalLm for Llama {
             x = x.narrow(1, s - 1, 1);
         }
         let x: Tensor<2> = x.squeeze_dim(0);
-        let logits = match (&self.lm_head, tied) {
-            (Some(head), _) => linear(&*weights.load(head)?, x),
-            (None, Some(embed)) => blocks::matmul_transposed(x, &embed.weight),
-            (None, None) => unreachable!("tied when there is no head"),
+        let logits = match &self.lm_head {
+            Some(head) => linear(&*weights.load(head)?, x),
+            // Tied: the embedding is loaded again for the head, the pass's last layer.
+            None => blocks::matmul_transposed(x, &weights.load(&self.model.embed_tokens)?.weight),
         };
         cache.advance(s);
         weights.end_pass();
@@ -550,31 +550,11 @@ impl Architecture for LlamaArch {
         Llama::names()
     }
 
-    /// The largest layer, plus the embedding when the head is tied to it (the store has no
-    /// `lm_head.weight`): both are held during the pass.
-    fn min_budget(&self, manifest: &Manifest) -> u64 {
-        let largest = manifest.largest_layer_bytes();
-        if manifest.find_tensor("lm_head.weight").is_some() {
-            return largest;
-        }
-        let embed = manifest
-            .find_tensor("model.embed_tokens.weight")
-            .map(|(i, _)| manifest.layers[i].byte_len)
-            .unwrap_or(0);
-        largest.saturating_add(embed)
-    }
-
-    /// Llama's names, f32 compute, quantized weights computed on their blocks, and the tied
-    /// embedding held through the pass.
+    /// Llama's names, f32 compute, and quantized weights computed on their blocks.
     fn stream_options(&self, source: &dyn WeightSource, options: StreamOptions) -> StreamOptions {
         let mut options = with_f32_compute(source, options.with_names(Llama::names()));
         options.load = options.load.with_block_compute(true);
-        if source.manifest().find_tensor("lm_head.weight").is_none() {
-            // Tied: the embedding stays loaded for the head (see `forward_tokens`).
-            options.with_held_through_pass("model.embed_tokens.weight")
-        } else {
-            options
-        }
+        options
     }
 
     fn decoder(&self, source: &dyn WeightSource, device: &Device) -> Result<Box<dyn Decoder>> {

@@ -1,0 +1,117 @@
+//! Some rows of a 2-D tensor read by range: an embedding lookup reads the rows of this step's
+//! tokens (a few KiB) instead of the whole table, when the table's layer is not in memory.
+//!
+//! A ranged read bypasses the layer's checksum, which covers the whole layer object: rows are
+//! checked for length, not content (`lit verify` checks every byte of a store).
+
+use super::inner::Inner;
+use crate::dtype::to_burn;
+use crate::error::{Error, Problem, Result};
+use crate::names::Layout;
+use burn::module::ParamId;
+use burn::tensor::{Bytes, TensorData};
+use lit_core::ObjectId;
+use lit_core::quant;
+
+impl Inner {
+    /// Rows `ids` of the 2-D tensor that fills parameter `id`, as f32 `[ids.len(), cols]`, read
+    /// by range; `None` when its layer is held (resident or prefetched: load it instead) or the
+    /// tensor is not stored row for row (a transposed layout).
+    pub(crate) fn read_rows(&self, id: ParamId, ids: &[usize]) -> Result<Option<TensorData>> {
+        let Some(entry) = self.plan.get(&id) else {
+            let path = self
+                .paths
+                .get(id)
+                .map(|p| p.path.clone())
+                .unwrap_or_default();
+            return Err(Error::InvalidArgument(format!(
+                "the parameter `{path}` has no tensor in the store to read rows of"
+            )));
+        };
+        if entry.layout != Layout::AsStored || entry.shape.len() != 2 {
+            return Ok(None);
+        }
+        if self.lock().holds(entry.layer) {
+            return Ok(None);
+        }
+        let manifest = self.source.manifest();
+        let tensor = &manifest.layers[entry.layer].tensors[entry.tensor];
+        let [rows, cols] = [entry.shape[0], entry.shape[1]];
+        let row_bytes = match tensor.quant {
+            Some(scheme) => scheme
+                .row_bytes(cols as u64)
+                .map_err(|e| decode(&entry.name, e))?,
+            None => cols as u64 * tensor.dtype.size() as u64,
+        };
+        if let Some(bad) = ids.iter().find(|&&r| r >= rows) {
+            return Err(Error::InvalidArgument(format!(
+                "row {bad} of `{}`, which has {rows} rows",
+                entry.name
+            )));
+        }
+        let mut wanted = ids.to_vec();
+        wanted.sort_unstable();
+        wanted.dedup();
+        // Runs of consecutive rows, one ranged read each, all in flight together.
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for &r in &wanted {
+            match runs.last_mut() {
+                Some((_, end)) if *end == r => *end += 1,
+                _ => runs.push((r, r + 1)),
+            }
+        }
+        let object = ObjectId::Layer(entry.layer);
+        let reads = runs.iter().map(|&(a, b)| {
+            let start = tensor.offset + a as u64 * row_bytes;
+            self.source
+                .read_range(object, start..start + (b - a) as u64 * row_bytes)
+        });
+        let chunks = futures::executor::block_on(futures::future::try_join_all(reads))?;
+        let bytes_read: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        self.lock().count_rows_read(bytes_read);
+
+        // Decode the runs, in `wanted` order, then pick each id's row.
+        let mut table: Vec<f32> = Vec::with_capacity(wanted.len() * cols);
+        for (chunk, &(a, b)) in chunks.iter().zip(&runs) {
+            if chunk.len() as u64 != (b - a) as u64 * row_bytes {
+                return Err(Error::InvalidArgument(format!(
+                    "rows {a}..{b} of `{}`: the store returned {} bytes, not {}",
+                    entry.name,
+                    chunk.len(),
+                    (b - a) as u64 * row_bytes
+                )));
+            }
+            match tensor.quant {
+                Some(scheme) => {
+                    quant::dequantize(scheme, chunk, &mut table)
+                        .map_err(|e| decode(&entry.name, e))?;
+                }
+                None => {
+                    let data = TensorData::from_bytes(
+                        Bytes::from_bytes_vec(chunk.to_vec()),
+                        [b - a, cols],
+                        to_burn(tensor.dtype),
+                    )
+                    .convert::<f32>();
+                    table.extend(data.iter::<f32>());
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len() * cols);
+        for r in ids {
+            // `wanted` holds every id.
+            let at = wanted.binary_search(r).unwrap_or_default();
+            out.extend_from_slice(&table[at * cols..(at + 1) * cols]);
+        }
+        Ok(Some(TensorData::new(out, [ids.len(), cols])))
+    }
+}
+
+fn decode(tensor: &str, e: quant::QuantError) -> Error {
+    Error::Load(crate::error::LoadErrors {
+        problems: vec![Problem::Decode {
+            tensor: tensor.to_string(),
+            reason: e.to_string(),
+        }],
+    })
+}
