@@ -374,20 +374,29 @@ fn synthetic_layers_in_execution_order() {
 }
 
 #[test]
-fn least_budgets() {
-    // Tied Llama: the embedding stays loaded next to the largest layer.
-    let (tied, _a) = write(SynthConfig::Llama(odd_llama()));
-    let m = tied.manifest();
-    let embed = m.layers[m.layer_index("model.embed_tokens").unwrap()].byte_len;
-    let llama = architecture_named("llama").unwrap();
-    assert_eq!(llama.min_budget(m), m.largest_layer_bytes() + embed);
-    let (untied, _b) = write(SynthConfig::Llama(small_llama()));
-    let m = untied.manifest();
-    assert_eq!(llama.min_budget(m), m.largest_layer_bytes());
-    // GPT-2's head is tied to wte.
-    let (gpt2, _c) = write(SynthConfig::Gpt2(small_gpt2()));
-    let m = gpt2.manifest();
-    let wte = m.layers[m.layer_index("wte").unwrap()].byte_len;
-    let arch = architecture_named("gpt2").unwrap();
-    assert_eq!(arch.min_budget(m), m.largest_layer_bytes() + wte);
+fn least_budgets_are_what_the_streamer_needs() {
+    // Nothing is held through a pass (tied heads load the embedding again as the pass's last
+    // layer): every model streams within its largest layer, and not below it.
+    for (arch, config) in [
+        ("llama", SynthConfig::Llama(odd_llama())),
+        ("llama", SynthConfig::Llama(small_llama())),
+        ("gpt2", SynthConfig::Gpt2(small_gpt2())),
+    ] {
+        let (source, _tmp) = write(config);
+        let m = source.manifest();
+        let arch = architecture_named(arch).unwrap();
+        let least = arch.min_budget(m);
+        assert_eq!(least, m.largest_layer_bytes());
+        let decoder = arch.decoder(source.as_ref(), &Device::flex()).unwrap();
+        let options = |b: u64| {
+            arch.stream_options(source.as_ref(), StreamOptions::default())
+                .with_budget(b)
+        };
+        assert!(decoder.streamer(source.clone(), options(least)).is_ok());
+        let err = decoder
+            .streamer(source.clone(), options(least - 1))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("too small"), "{err}");
+    }
 }

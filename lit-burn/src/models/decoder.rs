@@ -6,7 +6,7 @@ use crate::StreamOptions;
 use crate::error::Result;
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, FloatDType, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, FloatDType, Tensor, TensorData};
 use lit_core::{DType, WeightSource};
 
 pub use crate::weights::{Held, Resident, Weights};
@@ -224,12 +224,6 @@ pub(crate) fn check_ids(ids: &[u32], vocab: usize) -> Result<()> {
         ))),
         None => Ok(()),
     }
-}
-
-/// `ids` as a `[1, n]` integer tensor.
-pub(crate) fn ids_tensor(ids: &[u32], device: &Device) -> Tensor<2, Int> {
-    let v: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-    Tensor::from_data(TensorData::new(v, [1, ids.len()]), device)
 }
 
 /// Whether the store holds float weights other than `f32`. The decoders compute in `f32`, so

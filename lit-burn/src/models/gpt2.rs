@@ -3,10 +3,11 @@
 //! is Burn's Row layout: they load as stored. The LM head is tied to `wte`.
 
 use super::arch::{Architecture, Decoder, Task};
-use super::decoder::{KvCache, check_ids, device_of, ids_tensor, token_ids, with_f32_compute};
+use super::decoder::{KvCache, check_ids, token_ids, with_f32_compute};
 use super::generate::CausalLm;
 use super::linear::linear;
 use super::synth::{SynthConfig, best_by_depth, vocab_for};
+use crate::blocks;
 use crate::error::{Error, Result};
 use crate::executor::StreamOptions;
 use crate::names::NameRules;
@@ -15,7 +16,7 @@ use crate::weights::Weights;
 use burn::module::Module;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::{gelu, gelu_approximate};
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor};
 use lit_core::{Manifest, WeightSource, WeightSourceExt};
 use serde::{Deserialize, Serialize};
 
@@ -352,13 +353,12 @@ impl CausalLm for Gpt2 {
                 self.config.n_positions
             )));
         }
-        let device = device_of(self)?;
-        // The head is tied to `wte`: it stays loaded for the whole pass.
-        let wte = weights.load(&self.wte)?;
-        let positions: Vec<i64> = (start..start + s).map(|p| p as i64).collect();
-        let positions = Tensor::<2, Int>::from_data(TensorData::new(positions, [1, s]), &device);
-        let mut x = wte.forward(ids_tensor(ids, &device));
-        x = x + weights.load(&self.wpe)?.forward(positions);
+        // Only this step's rows of the embeddings: read by range when a table is not in memory.
+        let tokens: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+        let positions: Vec<usize> = (start..start + s).collect();
+        let x = weights.rows(&self.wte.weight, &tokens)?
+            + weights.rows(&self.wpe.weight, &positions)?;
+        let mut x: Tensor<3> = x.unsqueeze();
         for (i, block) in self.h.iter().enumerate() {
             x = weights.load(block)?.forward(x, cache, i);
         }
@@ -367,8 +367,8 @@ impl CausalLm for Gpt2 {
             x = x.narrow(1, s - 1, 1);
         }
         let x: Tensor<2> = x.squeeze_dim(0);
-        let logits = x.matmul(wte.weight.val().transpose());
-        drop(wte);
+        // The head is tied to `wte`, loaded again as the pass's last layer.
+        let logits = blocks::matmul_transposed(x, &weights.load(&self.wte)?.weight);
         cache.advance(s);
         weights.end_pass();
         Ok(logits)
@@ -426,21 +426,11 @@ impl Architecture for Gpt2Arch {
         }
     }
 
-    /// The largest layer plus `wte`, which stays loaded for the whole pass (the head is tied to it).
-    fn min_budget(&self, manifest: &Manifest) -> u64 {
-        let wte = ["wte.weight", "transformer.wte.weight"]
-            .iter()
-            .find_map(|n| manifest.find_tensor(n))
-            .map(|(i, _)| manifest.layers[i].byte_len)
-            .unwrap_or(0);
-        manifest.largest_layer_bytes().saturating_add(wte)
-    }
-
+    /// GPT-2's names and f32 compute. Quantized weights are decoded on load: its linear layers
+    /// are stored `[in, out]` (Conv1D), with blocks along `out`, which the block kernels do not
+    /// take.
     fn stream_options(&self, source: &dyn WeightSource, options: StreamOptions) -> StreamOptions {
-        // The head is tied to `wte`, which stays loaded through the pass.
         with_f32_compute(source, options.with_names(Gpt2::names_for(source)))
-            .with_held_through_pass("wte.weight")
-            .with_held_through_pass("transformer.wte.weight")
     }
 
     fn decoder(&self, source: &dyn WeightSource, device: &Device) -> Result<Box<dyn Decoder>> {
