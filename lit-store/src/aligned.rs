@@ -47,6 +47,9 @@ impl AsRef<[u8]> for AlignedBuf {
     }
 }
 
+/// Buffers smaller than this are not kept for reuse.
+const MIN_POOLED_BYTES: usize = 1 << 20;
+
 /// Recycles read buffers so steady-state streaming reuses memory that is already mapped and
 /// faulted in: a fresh buffer costs a page fault and a zeroed page per 4 KiB, which on a fast disk
 /// costs about as much as the read itself. Holds at most `max_idle_bytes` of idle buffers.
@@ -87,16 +90,24 @@ impl BufferPool {
         }
     }
 
-    /// Keeps `buf` for reuse, dropping the oldest idle buffers if the pool would exceed its
-    /// limit (so a small early buffer never blocks the large ones a model mostly needs).
+    /// Keeps `buf` for reuse, dropping the smallest idle buffers if the pool would exceed its
+    /// limit.
     fn give_back(&self, buf: AlignedBuf) {
-        if buf.capacity() > self.max_idle_bytes {
+        // Small buffers (ranged reads of a few rows) cost little to allocate, and keeping them
+        // would push out the large ones the layers need.
+        if buf.capacity() > self.max_idle_bytes || buf.capacity() < MIN_POOLED_BYTES {
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         idle.push(buf);
         while idle.iter().map(AlignedBuf::capacity).sum::<usize>() > self.max_idle_bytes {
-            idle.remove(0);
+            // The smallest goes first: a large buffer costs the most to fault in again, and a
+            // model's largest layer (a tied embedding loaded once a pass) must find its buffer
+            // after the many small layers of the pass came and went.
+            let smallest = (0..idle.len())
+                .min_by_key(|&i| idle[i].capacity())
+                .unwrap_or_default();
+            idle.swap_remove(smallest);
         }
     }
 }
@@ -160,27 +171,30 @@ mod tests {
 
     #[test]
     fn pool_reuses_returned_buffers_within_its_limit() {
-        let pool = BufferPool::new(1 << 20);
-        let first = pool.take(1000).into_bytes();
+        const MIB: usize = 1 << 20;
+        let pool = BufferPool::new(4 * MIB);
+        let first = pool.take(3 * MIB / 2).into_bytes();
         let ptr = first.as_ptr();
         drop(first);
-        let mut again = pool.take(900);
+        let mut again = pool.take(5 * MIB / 4);
         assert_eq!(
             again.as_mut_slice().as_ptr(),
             ptr,
             "a close size reuses the idle buffer"
         );
-        assert_eq!(again.as_mut_slice().len(), 900);
+        assert_eq!(again.as_mut_slice().len(), 5 * MIB / 4);
         drop(again);
-        let big = pool.take(2 << 20).into_bytes();
+        let big = pool.take(5 * MIB).into_bytes();
         drop(big); // above the idle limit: freed, not kept
+        let tiny = pool.take(4096).into_bytes();
+        drop(tiny); // a few rows: freed, not kept
         assert_eq!(pool.idle.lock().unwrap().len(), 1);
-        // Returning buffers beyond the limit drops the oldest idle ones, never the newest.
-        let (a, b) = (pool.take(600 << 10), pool.take(600 << 10));
+        // Returning buffers beyond the limit drops the smallest idle ones.
+        let (a, b) = (pool.take(3 * MIB), pool.take(2 * MIB));
         drop(a.into_bytes());
         drop(b.into_bytes());
         let idle = pool.idle.lock().unwrap();
         assert_eq!(idle.len(), 1);
-        assert_eq!(idle[0].capacity(), 600 << 10);
+        assert_eq!(idle[0].capacity(), 3 * MIB);
     }
 }

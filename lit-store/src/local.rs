@@ -81,8 +81,13 @@ impl LocalSource {
         file.read_exact_at(&mut bytes, 0)
             .map_err(|e| Error::io(path.display(), e))?;
         let manifest = Manifest::decode(&bytes, &location)?;
-        // One idle buffer of the largest layer: enough for steady-state streaming to recycle.
-        let buffers = BufferPool::new(manifest.largest_layer_bytes().next_multiple_of(64) as usize);
+        // Idle buffers up to twice the largest layer: steady-state streaming recycles all its
+        // buffers, including a model's largest layer (a tied embedding read once a pass) beside
+        // its many smaller ones. With room for one largest buffer only, SmolLM2 streamed in
+        // 33 MB grew to 230 MB of RSS: each pass's 30 MB buffer came fresh from a heap the small
+        // ones had fragmented (docs/benchmarks.md).
+        let buffers =
+            BufferPool::new(2 * manifest.largest_layer_bytes().next_multiple_of(64) as usize);
         Ok(LocalSource {
             root,
             location,

@@ -23,8 +23,9 @@ pub enum Budget {
     All,
     /// Sized when the streamer is built: the model when it fits in [`AUTO_SHARE`] of the memory
     /// available to the process (see [`crate::memory`]), otherwise that share, and never less
-    /// than the layers held through a pass (a tied embedding) plus room for the largest other
-    /// layer twice (the running one and one fetched ahead).
+    /// than the layers held through a pass plus room for the largest other layer twice (the
+    /// running one and one fetched ahead) unless the memory is shorter than that, and then never
+    /// less than the least budget the model runs in (with a warning).
     #[default]
     Auto,
 }
@@ -52,12 +53,14 @@ pub struct BudgetChoice {
 }
 
 impl BudgetChoice {
-    /// Resolves `asked` for a model whose layers take `model_bytes` held together, that streams
-    /// with a layer fetched ahead in `floor` bytes (its least budget plus its largest streamed
-    /// layer), and whose largest layer takes `largest`, with `available` memory.
+    /// Resolves `asked` for a model whose layers take `model_bytes` held together, that runs in
+    /// `least` bytes and streams with a layer fetched ahead in `floor` (its least budget plus
+    /// its largest streamed layer), and whose largest layer takes `largest`, with `available`
+    /// memory.
     pub(crate) fn resolve(
         asked: Budget,
         model_bytes: u64,
+        least: u64,
         floor: u64,
         largest: u64,
         available: Option<Available>,
@@ -96,15 +99,27 @@ impl BudgetChoice {
                 None => (u64::MAX, None),
                 Some(u) if u >= model_bytes => (model_bytes, None),
                 Some(u) if u >= floor => (u, None),
-                Some(_) => (
-                    floor,
-                    Some(format!(
-                        "streaming needs about {} MiB (the layers held through a pass and two \
-                         others), more than lit would take of the {}",
-                        floor >> 20,
-                        available.expect("usable comes from it")
-                    )),
-                ),
+                // Short of memory: less room to fetch ahead (slower) rather than more memory
+                // than the machine has, down to the least budget the model runs in.
+                Some(u) => {
+                    let bytes = u.max(least).min(model_bytes);
+                    (
+                        bytes,
+                        Some(format!(
+                            "streaming would like about {} MiB (the layers held through a pass \
+                             and two of the largest other), more than lit would take of the {}; \
+                             using {} MiB{}",
+                            floor >> 20,
+                            available.expect("usable comes from it"),
+                            bytes >> 20,
+                            if u < least {
+                                ", the least the model runs in"
+                            } else {
+                                ""
+                            }
+                        )),
+                    )
+                }
             },
         };
         BudgetChoice {
@@ -120,10 +135,18 @@ impl BudgetChoice {
     pub(crate) fn for_this_process(
         asked: Budget,
         model_bytes: u64,
+        least: u64,
         floor: u64,
         largest: u64,
     ) -> Self {
-        Self::resolve(asked, model_bytes, floor, largest, memory::available())
+        Self::resolve(
+            asked,
+            model_bytes,
+            least,
+            floor,
+            largest,
+            memory::available(),
+        )
     }
 }
 
@@ -175,6 +198,7 @@ mod tests {
         let c = BudgetChoice::resolve(
             Budget::Auto,
             500 * MIB,
+            50 * MIB,
             2 * 50 * MIB,
             50 * MIB,
             avail(24_000),
@@ -189,6 +213,7 @@ mod tests {
         let c = BudgetChoice::resolve(
             Budget::Auto,
             2048 * MIB,
+            100 * MIB,
             2 * 100 * MIB,
             100 * MIB,
             avail(1164),
@@ -202,35 +227,67 @@ mod tests {
     }
 
     #[test]
-    fn auto_never_goes_below_the_floor_and_says_so() {
+    fn auto_goes_below_the_floor_only_as_far_as_the_least_budget_and_says_so() {
+        // 3/4 of (900 - 64 - 300) = 402 MiB: below the 600 MiB floor, above the least.
         let c = BudgetChoice::resolve(
             Budget::Auto,
             2048 * MIB,
-            2 * 300 * MIB,
+            300 * MIB,
+            600 * MIB,
             300 * MIB,
             avail(900),
         );
-        assert_eq!(c.bytes, 600 * MIB);
-        assert!(c.warning.as_deref().unwrap().contains("600 MiB"));
-        // Never above the model, though.
+        assert_eq!(c.bytes, 402 * MIB);
+        let w = c.warning.as_deref().unwrap();
+        assert!(w.contains("600 MiB") && w.contains("using 402 MiB"), "{w}");
+        // No memory to spare: the least budget, never above the model.
         let c = BudgetChoice::resolve(
             Budget::Auto,
             500 * MIB,
-            2 * 300 * MIB,
+            300 * MIB,
+            600 * MIB,
             300 * MIB,
             avail(300),
         );
-        assert_eq!(c.bytes, 500 * MIB);
-        // A model holding a 30 MiB tied embedding through the pass, with 2 MiB layers otherwise:
-        // the floor is 34 MiB, not twice the embedding.
-        let c = BudgetChoice::resolve(Budget::Auto, 96 * MIB, 34 * MIB, 30 * MIB, avail(90));
-        assert_eq!(c.bytes, 34 * MIB);
-        assert!(c.warning.as_deref().unwrap().contains("34 MiB"));
+        assert_eq!(c.bytes, 300 * MIB);
+        assert!(
+            c.warning
+                .as_deref()
+                .unwrap()
+                .contains("the least the model runs in")
+        );
+        let c = BudgetChoice::resolve(
+            Budget::Auto,
+            200 * MIB,
+            300 * MIB,
+            600 * MIB,
+            300 * MIB,
+            avail(300),
+        );
+        assert_eq!(c.bytes, 200 * MIB);
+        // A 30 MiB tied embedding among 2 MiB layers in a 96 MiB cgroup (SmolLM2 on its
+        // blocks): the least budget, not twice the embedding.
+        let c = BudgetChoice::resolve(
+            Budget::Auto,
+            96 * MIB,
+            30 * MIB,
+            60 * MIB,
+            30 * MIB,
+            avail(90),
+        );
+        assert_eq!(c.bytes, 30 * MIB);
     }
 
     #[test]
     fn unknown_memory_keeps_everything() {
-        let c = BudgetChoice::resolve(Budget::Auto, 2048 * MIB, 2 * 300 * MIB, 300 * MIB, None);
+        let c = BudgetChoice::resolve(
+            Budget::Auto,
+            2048 * MIB,
+            300 * MIB,
+            2 * 300 * MIB,
+            300 * MIB,
+            None,
+        );
         assert_eq!(c.bytes, u64::MAX);
     }
 
@@ -239,6 +296,7 @@ mod tests {
         let c = BudgetChoice::resolve(
             Budget::Bytes(8192 * MIB),
             4096 * MIB,
+            MIB,
             2 * MIB,
             MIB,
             avail(1024),
@@ -248,12 +306,13 @@ mod tests {
         let c = BudgetChoice::resolve(
             Budget::Bytes(512 * MIB),
             4096 * MIB,
+            MIB,
             2 * MIB,
             MIB,
             avail(1024),
         );
         assert!(c.warning.is_none());
-        let c = BudgetChoice::resolve(Budget::All, 4096 * MIB, 2 * MIB, MIB, avail(1024));
+        let c = BudgetChoice::resolve(Budget::All, 4096 * MIB, MIB, 2 * MIB, MIB, avail(1024));
         assert_eq!(c.bytes, u64::MAX);
         assert!(c.warning.is_some());
     }

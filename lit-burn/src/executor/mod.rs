@@ -214,6 +214,7 @@ impl Streamer {
         let choice = BudgetChoice::for_this_process(
             options.budget,
             model_bytes,
+            least,
             least + other_bytes,
             largest,
         );
