@@ -38,7 +38,7 @@ impl Inner {
         self.cond.wait(guard).unwrap_or_else(|e| e.into_inner())
     }
 
-    fn emit(&self, event: Event<'_>) {
+    pub(crate) fn emit(&self, event: Event<'_>) {
         self.observer.on_event(&event);
     }
 

@@ -10,7 +10,8 @@ use crate::error::{Error, Problem, Result};
 use crate::names::Layout;
 use burn::module::ParamId;
 use burn::tensor::{Bytes, TensorData};
-use lit_core::ObjectId;
+use lit_core::{Event, ObjectId};
+use std::time::Instant;
 use lit_core::quant;
 
 impl Inner {
@@ -61,6 +62,13 @@ impl Inner {
             }
         }
         let object = ObjectId::Layer(entry.layer);
+        let index = entry.layer;
+        let at = Instant::now();
+        self.emit(Event::FetchStarted {
+            index,
+            bytes: wanted.len() as u64 * row_bytes,
+            at,
+        });
         let reads = runs.iter().map(|&(a, b)| {
             let start = tensor.offset + a as u64 * row_bytes;
             self.source
@@ -69,6 +77,14 @@ impl Inner {
         let chunks = futures::executor::block_on(futures::future::try_join_all(reads))?;
         let bytes_read: u64 = chunks.iter().map(|c| c.len() as u64).sum();
         self.lock().count_rows_read(bytes_read);
+        // The lookup is the layer's compute for this pass (the first of a decoder's pass).
+        let at = Instant::now();
+        self.emit(Event::FetchFinished {
+            index,
+            bytes: bytes_read,
+            at,
+        });
+        self.emit(Event::ComputeStarted { index, at });
 
         // Decode the runs, in `wanted` order, then pick each id's row.
         let mut table: Vec<f32> = Vec::with_capacity(wanted.len() * cols);
@@ -103,6 +119,10 @@ impl Inner {
             let at = wanted.binary_search(r).unwrap_or_default();
             out.extend_from_slice(&table[at * cols..(at + 1) * cols]);
         }
+        self.emit(Event::ComputeFinished {
+            index,
+            at: Instant::now(),
+        });
         Ok(Some(TensorData::new(out, [ids.len(), cols])))
     }
 }
