@@ -10,9 +10,9 @@ use crate::error::{Error, Problem, Result};
 use crate::names::Layout;
 use burn::module::ParamId;
 use burn::tensor::{Bytes, TensorData};
+use lit_core::quant;
 use lit_core::{Event, ObjectId};
 use std::time::Instant;
-use lit_core::quant;
 
 impl Inner {
     /// Rows `ids` of the 2-D tensor that fills parameter `id`, as f32 `[ids.len(), cols]`, read
