@@ -155,6 +155,8 @@ fn demo_streams_a_model_larger_than_its_budget() {
     assert!(n("peak_held") <= budget, "{r:#}");
     assert_eq!(n("passes"), 3, "{r:#}");
     assert_eq!(r["generation"]["new_tokens"], 3, "{r:#}");
-    // Under a quarter of the model, most of it is read again every pass.
-    assert!(n("bytes_read") >= model + 2 * (model - budget), "{r:#}");
+    // Under a quarter of the model, most of it is read again every pass: all but what stays
+    // resident and the embedding table, of which only the tokens' rows are read.
+    let largest = n("largest_layer");
+    assert!(n("bytes_read") >= 3 * (model - budget - largest), "{r:#}");
 }

@@ -158,7 +158,7 @@ impl BlockMatrix {
     }
 
     /// `x · selfᵀ` for a Burn tensor `x` of shape `[n, cols]` (any float type; the result has
-    /// `x`'s type and device). Up to [`DOT_ROWS`] rows (decoding a token), dot products on the
+    /// `x`'s type and device). Up to 8 rows (decoding a token), dot products on the
     /// blocks; more (a prompt), tiles of rows decoded one at a time and multiplied by Burn.
     pub fn matmul_transposed(&self, x: Tensor<2>) -> Tensor<2> {
         let [n, _] = x.dims();
