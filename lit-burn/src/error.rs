@@ -58,7 +58,7 @@ pub enum Error {
     #[error("{0}")]
     InvalidArgument(String),
     /// The spill tier (activations on local disk) could not be written or read back.
-    #[error("spill directory {}: {what}: {source}", dir.display())]
+    #[error("spill directory {}: {what}", dir.display())]
     Spill {
         /// The spill directory.
         dir: std::path::PathBuf,
