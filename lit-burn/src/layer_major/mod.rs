@@ -29,7 +29,8 @@
 //! // Each layer is read once for all 1000 micro-batches.
 //! let outputs = run.stages(&net.layers, hidden, |layer, _batch, x| layer.forward(x))?;
 //! for y in outputs {
-//!     let y = y?; // in input order
+//!     let y = y?; // in input order, read back from disk where it spilled
+//!     assert_eq!(y.dims(), [16, 64]);
 //! }
 //! println!("{:?}", run.tier().stats());
 //! # Ok(())

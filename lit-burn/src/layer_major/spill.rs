@@ -145,7 +145,7 @@ impl SpillTier {
 
 /// One tensor of a list: in memory, or at a place in the list's spill file.
 enum Slot<const D: usize> {
-    Memory(Tensor<D>, u64),
+    Memory(Box<Tensor<D>>, u64),
     Disk {
         offset: u64,
         len: u64,
@@ -203,7 +203,7 @@ impl<const D: usize> Activations<D> {
         let bytes = (tensor.shape().num_elements() * tensor.dtype().size()) as u64;
         if self.tier.reserve(bytes) {
             self.memory_bytes += bytes;
-            self.slots.push_back(Slot::Memory(tensor, bytes));
+            self.slots.push_back(Slot::Memory(Box::new(tensor), bytes));
             return Ok(());
         }
         let dtype = tensor.dtype();
@@ -246,7 +246,7 @@ impl<const D: usize> Activations<D> {
             Slot::Memory(tensor, bytes) => {
                 self.memory_bytes -= bytes;
                 self.tier.release(bytes);
-                Ok(tensor)
+                Ok(*tensor)
             }
             Slot::Disk {
                 offset,
