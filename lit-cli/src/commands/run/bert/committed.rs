@@ -128,9 +128,13 @@ impl CommittedOutput {
             );
         }
         progress.run = expected;
+        // Interrupted between writing the first state and creating the output: nothing to keep.
+        let create = progress.rows == 0 && !output.exists();
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
+            .create(create)
+            .truncate(false)
             .open(output)
             .with_context(|| {
                 format!(
