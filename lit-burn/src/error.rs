@@ -57,6 +57,16 @@ pub enum Error {
     /// A caller asked for something that cannot be (a bad option, …).
     #[error("{0}")]
     InvalidArgument(String),
+    /// The spill tier (activations on local disk) could not be written or read back.
+    #[error("spill directory {}: {what}", dir.display())]
+    Spill {
+        /// The spill directory.
+        dir: std::path::PathBuf,
+        /// What was being done (`creating a spill file`, `writing 1048576 bytes`, …).
+        what: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// Why one tensor could not be loaded.

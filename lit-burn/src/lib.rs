@@ -19,6 +19,8 @@
 //! - [`memory`]: the memory available to the process (cgroup limits included), for the default
 //!   budget;
 //! - [`weights`]: where a forward pass gets its weights ([`Weights`]: streamed or [`Resident`]);
+//! - [`layer_major`]: one submodule over many micro-batches before the next (a weight pass per
+//!   chunk of inputs, not per batch), with the activations spilled to disk beyond a budget;
 //! - [`interop`]: a lit store as a burn-store `ModuleStore`, to load a model that fits whole;
 //! - [`models`]: built-in architectures (BERT sentence embeddings, Llama, GPT-2), built from the
 //!   config kept in the store, each behind one [`models::Architecture`] in a registry.
@@ -57,6 +59,7 @@ pub mod dtype;
 pub mod error;
 pub mod executor;
 pub mod interop;
+pub mod layer_major;
 pub mod load;
 pub mod memory;
 pub mod models;

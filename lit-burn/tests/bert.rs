@@ -6,6 +6,7 @@
 
 use burn::module::Module;
 use burn::tensor::Device;
+use lit_burn::layer_major::SpillTier;
 use lit_burn::models::bert::{BertConfig, SentenceEmbedder};
 use lit_burn::paths::is_lazy;
 use lit_burn::{StreamOptions, Streamer};
@@ -225,4 +226,93 @@ fn config_json(source: &Arc<dyn WeightSource>) -> Vec<u8> {
     futures::executor::block_on(source.read_aux("config.json"))
         .unwrap()
         .to_vec()
+}
+
+/// `n` sentences of different lengths and vocabulary (deterministic).
+fn corpus(n: usize) -> Vec<String> {
+    let words = [
+        "the",
+        "model",
+        "streams",
+        "weights",
+        "from",
+        "disk",
+        "while",
+        "a",
+        "small",
+        "cat",
+        "sleeps",
+        "on",
+        "warm",
+        "laptop",
+        "layer",
+        "by",
+        "layer",
+        "and",
+        "nobody",
+        "notices",
+        "München",
+        "café",
+        "quickly",
+        "Tokyo",
+        "42",
+        "embeddings",
+        "are",
+        "unit",
+        "vectors",
+    ];
+    (0..n)
+        .map(|i| {
+            let len = 1 + (i * 7919) % 37;
+            let mut s: Vec<&str> = (0..len)
+                .map(|j| words[(i * 31 + j * 17) % words.len()])
+                .collect();
+            if i % 9 == 0 {
+                s.push("!");
+            }
+            s.join(" ")
+        })
+        .collect()
+}
+
+#[test]
+fn layer_major_corpus_equals_batched_embedding_with_spilling() {
+    let (source, _tmp) = minilm_store();
+    let texts = corpus(300);
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+
+    // The reference: resident weights, batches of 32 in input order.
+    let resident = embedder(
+        &source,
+        StreamOptions::default().with_budget(lit_burn::Budget::All),
+    );
+    let expected = resident.embed(&texts).unwrap();
+
+    // Layer-major under a budget below the model (encoder layers come and go), the hidden
+    // states of the 300 texts limited to 1 MiB in memory: most of them spill.
+    let streamed = embedder(&source, StreamOptions::default().with_budget(60 << 20));
+    let tokens = streamed.tokenize(&texts).unwrap();
+    let spill_dir = tempfile::tempdir().unwrap();
+    let tier = SpillTier::new(spill_dir.path(), 1 << 20).unwrap();
+    let got = streamed.embed_layer_major(&tokens, &tier).unwrap();
+
+    assert_eq!(got.len(), expected.len());
+    let mut worst = 0f32;
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g.len(), 384);
+        for (a, b) in g.iter().zip(e) {
+            worst = worst.max((a - b).abs());
+        }
+    }
+    assert!(worst <= 1e-6, "largest difference {worst}");
+    let spill = tier.stats();
+    assert!(
+        spill.tensors_spilled > 0 && spill.bytes_spilled > 1 << 20,
+        "{spill:?}"
+    );
+    assert!(spill.peak_memory_bytes <= 1 << 20, "{spill:?}");
+    // One weight pass for the whole corpus: 7 loads (embeddings, 6 layers).
+    let stats = streamed.streamer().stats();
+    assert_eq!(stats.passes.len(), 1, "{stats:?}");
+    assert_eq!(stats.passes[0].loads, 7, "{stats:?}");
 }

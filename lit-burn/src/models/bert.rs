@@ -24,6 +24,7 @@
 //! ```
 
 mod embedder;
+mod layer_major;
 
 pub use super::tokenizer::tokenizer_from_json;
 pub use embedder::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, SentenceEmbedder};

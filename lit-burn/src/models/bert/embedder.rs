@@ -109,6 +109,11 @@ impl SentenceEmbedder {
         Ok(out)
     }
 
+    /// Texts per encoder pass (per micro-batch in [`SentenceEmbedder::embed_layer_major`]).
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
+    }
+
     /// The model configuration.
     pub fn config(&self) -> &BertConfig {
         &self.config
