@@ -45,6 +45,9 @@ pub(crate) struct RunReport {
     pub(crate) seconds: f64,
     /// Bytes read from the store over the whole run, prefetches discarded unused included.
     pub(crate) bytes_read: u64,
+    /// Bytes read in the first pass (`None` in reports written before it was recorded).
+    #[serde(default)]
+    pub(crate) first_pass_bytes_read: Option<u64>,
     /// Bytes of layers resident at the end.
     pub(crate) resident_bytes: u64,
     /// Layers resident at the end.
@@ -97,6 +100,7 @@ impl RunReport {
             budget,
             prefetch: Some(prefetch),
             bytes_read: stats.bytes_read_total(),
+            first_pass_bytes_read: stats.passes.first().map(|p| p.bytes_read),
             resident_bytes: stats.resident_bytes,
             resident_layers: stats.resident_layers,
             peak_held: stats.peak_bytes_held,
@@ -110,6 +114,7 @@ impl RunReport {
         RunReport {
             executor: Executor::Plain,
             bytes_read: manifest.total_bytes,
+            first_pass_bytes_read: Some(manifest.total_bytes),
             resident_bytes: manifest.total_bytes,
             resident_layers: manifest.layers.len(),
             peak_held: manifest.total_bytes,
@@ -128,6 +133,7 @@ impl RunReport {
             passes,
             seconds,
             bytes_read: 0,
+            first_pass_bytes_read: None,
             resident_bytes: 0,
             resident_layers: 0,
             peak_held: 0,
@@ -354,6 +360,7 @@ mod tests {
             passes: 3,
             seconds: 1.5,
             bytes_read: 9000,
+            first_pass_bytes_read: Some(4000),
             resident_bytes: 500,
             resident_layers: 1,
             peak_held: 1900,

@@ -1,5 +1,6 @@
 //! A model at least 4× larger than its budget runs with peak RSS (VmHWM from /proc, file-backed
-//! pages included) ≤ budget + 2 × largest layer + 64 MiB, and reads model − resident per pass.
+//! pages included) ≤ budget + 2 × largest layer + 64 MiB, and reads model − resident per pass
+//! (the embedding table but its tokens' rows).
 
 mod common;
 use common::*;
@@ -34,6 +35,7 @@ fn streamed_llama_stays_within_its_budget() {
     let m = lit_core::WeightSource::manifest(&manifest);
     let model = m.total_bytes;
     let largest = m.largest_layer_bytes();
+    let embed = m.layers[m.layer_index("model.embed_tokens").unwrap()].byte_len;
     let budget = model / 4;
     assert!(
         budget >= largest,
@@ -65,11 +67,14 @@ fn streamed_llama_stays_within_its_budget() {
         assert!(stat(&err, "peak_held") <= budget, "{err}");
         let passes = stat(&err, "passes");
         let resident = stat(&err, "resident_bytes");
-        // First pass reads everything; later passes read model − resident.
-        assert_eq!(
-            stat(&err, "bytes_read"),
-            model + (passes - 1) * (model - resident),
-            "{err}"
+        // Each pass reads what is not resident, except the embedding table, of which it may
+        // read only its tokens' rows (when the table is not in memory).
+        let read = stat(&err, "bytes_read");
+        let least = passes * (model - resident - embed);
+        let most = model + (passes - 1) * (model - resident) + passes * (embed / 100);
+        assert!(
+            (least..=most).contains(&read),
+            "read {read} not in {least}..={most}\n{err}"
         );
     }
 }

@@ -280,8 +280,9 @@ pub fn dequantize(scheme: QuantScheme, bytes: &[u8], out: &mut Vec<f32>) -> Resu
     Ok(())
 }
 
-/// The 6-bit scale and minimum of sub-block `j` (0..8) of a `Q4_K`/`Q5_K` super-block.
-fn scale_min_k4(scales: &[u8], j: usize) -> (u8, u8) {
+/// The 6-bit scale and minimum of sub-block `j` (0..8) of a `Q4_K`/`Q5_K` super-block, from its
+/// 12 `scales` bytes (ggml's `get_scale_min_k4`; bytes past the slice read as 0).
+pub fn scale_min_k4(scales: &[u8], j: usize) -> (u8, u8) {
     if j < 4 {
         (byte(scales, j) & 63, byte(scales, j + 4) & 63)
     } else {

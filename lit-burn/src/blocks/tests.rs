@@ -319,6 +319,8 @@ fn microbench() {
         (QuantScheme::Q4_1, 1536, 576),
         (QuantScheme::Q4_1, 576, 1536),
         (QuantScheme::Q8_0, 49152, 576),
+        (QuantScheme::Q4K, 576, 1536),
+        (QuantScheme::Q6K, 576, 1536),
     ] {
         let bytes = random_blocks(scheme, rows, cols, &mut rng);
         let m = BlockMatrix::new(scheme, rows, cols, bytes.into()).unwrap();

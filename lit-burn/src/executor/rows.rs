@@ -16,8 +16,9 @@ use std::time::Instant;
 
 impl Inner {
     /// Rows `ids` of the 2-D tensor that fills parameter `id`, as f32 `[ids.len(), cols]`, read
-    /// by range; `None` when its layer is held (resident or prefetched: load it instead) or the
-    /// tensor is not stored row for row (a transposed layout).
+    /// by range; `None` when its layer is held (resident or prefetched) or the budget keeps the
+    /// whole model (load it instead), or the tensor is not stored row for row (a transposed
+    /// layout).
     pub(crate) fn read_rows(&self, id: ParamId, ids: &[usize]) -> Result<Option<TensorData>> {
         let Some(entry) = self.plan.get(&id) else {
             let path = self
@@ -32,8 +33,13 @@ impl Inner {
         if entry.layout != Layout::AsStored || entry.shape.len() != 2 {
             return Ok(None);
         }
-        if self.lock().holds(entry.layer) {
-            return Ok(None);
+        {
+            // A table in memory, or one the budget keeps with the rest of the model (loaded
+            // once, it is read no more), is read from its layer.
+            let s = self.lock();
+            if s.holds(entry.layer) || s.keeps_everything() {
+                return Ok(None);
+            }
         }
         let manifest = self.source.manifest();
         let tensor = &manifest.layers[entry.layer].tensors[entry.tensor];

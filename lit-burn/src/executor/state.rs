@@ -316,6 +316,11 @@ impl State {
         )
     }
 
+    /// Whether every layer of the plan stays resident (the budget holds the whole model).
+    pub(crate) fn keeps_everything(&self) -> bool {
+        self.plan.iter().all(|l| self.resident_set.contains(l))
+    }
+
     fn count_read(&mut self, bytes: u64) {
         let pass = self.passes.last_mut().expect("pass");
         pass.bytes_read += bytes;

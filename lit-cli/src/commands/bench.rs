@@ -396,8 +396,8 @@ fn run_mode(
     let later = &passes[passes.len().min(1)..];
     let passes_n = report.passes.max(1) as f64;
     let bytes_read = report.bytes_read as f64;
-    // The first pass reads the whole model.
-    let first_pass_bytes = model_bytes as f64;
+    // The first pass reads the whole model, but the rows of tables it reads by range.
+    let first_pass_bytes = report.first_pass_bytes_read.unwrap_or(model_bytes) as f64;
     Ok(Run {
         mode: mode.to_string(),
         cache,

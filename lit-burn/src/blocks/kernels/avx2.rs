@@ -1,4 +1,4 @@
-//! The Q8_0, Q4_0 and Q4_1 row kernels written with AVX2 + FMA intrinsics.
+//! The Q8_0, Q4_0, Q4_1 and Q4_K row kernels written with AVX2 + FMA intrinsics.
 //!
 //! Each block's quants are widened to 8-lane f32 vectors and multiplied with the activations into
 //! a block sum, which is scaled by the block's `d` into a row accumulator: no horizontal sum until
@@ -6,6 +6,7 @@
 //! on SmolLM2's matrices: see `docs/benchmarks.md`.
 
 use super::f16;
+use lit_core::quant;
 use std::arch::x86_64::*;
 
 /// Whether this CPU runs these kernels.
@@ -19,14 +20,17 @@ pub(in crate::blocks) enum Layout {
     Q8_0,
     Q4_0,
     Q4_1,
+    Q4K,
 }
 
 impl Layout {
-    const fn bytes(self) -> usize {
+    /// Bytes and elements of one block.
+    const fn block(self) -> (usize, usize) {
         match self {
-            Layout::Q8_0 => 34,
-            Layout::Q4_0 => 18,
-            Layout::Q4_1 => 20,
+            Layout::Q8_0 => (34, 32),
+            Layout::Q4_0 => (18, 32),
+            Layout::Q4_1 => (20, 32),
+            Layout::Q4K => (144, 256),
         }
     }
 }
@@ -44,11 +48,12 @@ pub(super) unsafe fn rows(
     xsums: &[f32],
     out: &mut [f32],
 ) {
-    let blocks = x.len() / 32;
+    let (block_bytes, block_elems) = layout.block();
+    let blocks = x.len() / block_elems;
     assert!(
-        x.len() == blocks * 32
-            && row_bytes == blocks * layout.bytes()
-            && xsums.len() == blocks
+        x.len() == blocks * block_elems
+            && row_bytes == blocks * block_bytes
+            && xsums.len() * 32 == x.len()
             && rows.len() >= out.len() * row_bytes,
         "rows are whole blocks of the activations' length"
     );
@@ -58,6 +63,7 @@ pub(super) unsafe fn rows(
             Layout::Q8_0 => row_q8_0(row, x),
             Layout::Q4_0 => row_q4(row, x, xsums, false),
             Layout::Q4_1 => row_q4(row, x, xsums, true),
+            Layout::Q4K => row_q4_k(row, x, xsums),
         };
     }
 }
@@ -98,6 +104,54 @@ fn row_q8_0(row: &[u8], x: &[f32]) -> f32 {
         acc = _mm256_fmadd_ps(d, t, acc);
     }
     hsum(acc)
+}
+
+/// Sixteen nibbles (of `v`, shifted right by `shift`: 0 or 4) times the 16 activations from
+/// `x[at]`, added to `t`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn fma_nibbles16(v: __m128i, high: bool, x: &[f32], at: usize, t: __m256) -> __m256 {
+    let low = _mm_set1_epi8(0x0F);
+    let q = if high {
+        _mm_and_si128(_mm_srli_epi16::<4>(v), low)
+    } else {
+        _mm_and_si128(v, low)
+    };
+    let a = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q));
+    let b = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128::<8>(q)));
+    _mm256_fmadd_ps(b, load_x(x, at + 8), _mm256_fmadd_ps(a, load_x(x, at), t))
+}
+
+/// A Q4_K row: super-blocks of 8 sub-blocks of 32, `w = d·sc_j·q − dmin·mn_j`, sub-blocks
+/// `2p` and `2p + 1` the low and high nibbles of the same 32 bytes.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn row_q4_k(row: &[u8], x: &[f32], xsums: &[f32]) -> f32 {
+    let mut acc = _mm256_setzero_ps();
+    let mut mins = 0f32;
+    for (k, block) in row.chunks_exact(144).enumerate() {
+        let (d, dmin) = (f16(block, 0), f16(block, 2));
+        let scales = &block[4..16];
+        for pair in 0..4 {
+            let qs = &block[16 + 32 * pair..16 + 32 * pair + 32];
+            // SAFETY: `qs` holds the 32 bytes read (bounds checked just above).
+            let (v0, v1) = unsafe {
+                (
+                    _mm_loadu_si128(qs.as_ptr().cast()),
+                    _mm_loadu_si128(qs[16..].as_ptr().cast()),
+                )
+            };
+            for (high, j) in [(false, 2 * pair), (true, 2 * pair + 1)] {
+                let (sc, mn) = quant::scale_min_k4(scales, j);
+                let at = k * 256 + j * 32;
+                let t = fma_nibbles16(v0, high, x, at, _mm256_setzero_ps());
+                let t = fma_nibbles16(v1, high, x, at + 16, t);
+                acc = _mm256_fmadd_ps(_mm256_set1_ps(d * f32::from(sc)), t, acc);
+                mins += dmin * f32::from(mn) * xsums[k * 8 + j];
+            }
+        }
+    }
+    hsum(acc) - mins
 }
 
 /// A Q4_0 row (`w = d·(q − 8)`) or, with `min`, a Q4_1 row (`w = d·q + m`).
