@@ -50,9 +50,12 @@ pub(crate) struct StoreArgs {
     /// Read remote stores from the network every time.
     #[arg(long, conflicts_with = "disk_cache")]
     pub(crate) no_disk_cache: bool,
-    /// How local stores are read: pread (copy out of the page cache; safe if the files change)
-    /// or mmap (no copy; a file truncated while mapped kills the process with SIGBUS).
-    #[arg(long, value_name = "MODE", default_value = "pread", value_parser = ["pread", "mmap"])]
+    /// How local stores are read: pread (copied out of the page cache, which keeps the file
+    /// cached for the next pass or process), mmap (the page cache mapped, no copy; a file
+    /// truncated while mapped kills the process with SIGBUS) or direct (O_DIRECT: the disk fills
+    /// lit's buffer, no page-cache copy, every read goes to the disk; falls back to pread where
+    /// the filesystem refuses it).
+    #[arg(long, value_name = "MODE", default_value = "pread", value_parser = ["pread", "mmap", "direct"])]
     pub(crate) read_mode: String,
 }
 
@@ -163,6 +166,7 @@ impl StoreArgs {
         });
         let read_mode = match self.read_mode.as_str() {
             "mmap" => lit_store::ReadMode::Mmap,
+            "direct" => lit_store::ReadMode::Direct,
             _ => lit_store::ReadMode::Pread,
         };
         OpenOptions {
