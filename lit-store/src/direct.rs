@@ -61,72 +61,124 @@ pub(crate) fn refused(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::EINVAL)
 }
 
-/// Reads bytes `range` of `direct` (a file from [`open`]) into a buffer from `pool`. `buffered`
-/// is the same file opened normally: a read cut short by a file shrinking under it finishes there,
-/// so a truncated file gives `UnexpectedEof`, as `pread` does.
+/// Reads bytes `range` of `direct` (a file from [`open`]) into a buffer from `pool`, handing the
+/// bytes of `range` to `on_bytes` in file order while later reads are still in flight (to hash
+/// them without a second pass). `buffered` is the same file opened normally: a read cut short by a
+/// file shrinking under it finishes there, so a truncated file gives `UnexpectedEof`, as `pread`
+/// does.
 pub(crate) fn read(
     direct: &File,
     buffered: &File,
     range: Range<u64>,
     pool: &Arc<BufferPool>,
+    on_bytes: &mut dyn FnMut(&[u8]),
 ) -> io::Result<Bytes> {
     if range.is_empty() {
         return Ok(Bytes::new());
     }
     let start = range.start - range.start % ALIGN;
     let end = range.end.next_multiple_of(ALIGN);
+    let skip = (range.start - start) as usize;
     // The file may end inside the last block: only the bytes up to `range.end` must arrive.
     let needed = (range.end - start) as usize;
     let mut buf = pool.take((end - start) as usize);
-    fill(direct, buffered, buf.as_mut_slice(), start, needed)?;
-    Ok(buf
-        .into_bytes()
-        .slice((range.start - start) as usize..needed))
+    let mut first = true;
+    let mut in_range = |piece: &[u8]| {
+        // Only the first piece starts before `range`.
+        let from = if std::mem::take(&mut first) { skip } else { 0 };
+        on_bytes(&piece[from..]);
+    };
+    fill(
+        direct,
+        buffered,
+        buf.as_mut_slice(),
+        start,
+        needed,
+        &mut in_range,
+    )?;
+    Ok(buf.into_bytes().slice(skip..needed))
 }
 
+/// One [`CHUNK`] of a read: its index, file offset, buffer and the bytes of it that must arrive.
+type Piece<'a> = (usize, u64, &'a mut [u8], usize);
+
 /// Fills at least `needed` bytes of `buf` (page-aligned, a whole number of pages) from `offset`
-/// (page-aligned), in [`CHUNK`] reads, [`THREADS`] at a time for large reads.
+/// (page-aligned), in [`CHUNK`] reads, [`THREADS`] at a time for large reads, handing each
+/// piece's needed bytes to `on_piece` in file order on the calling thread.
 fn fill(
     direct: &File,
     buffered: &File,
     buf: &mut [u8],
     offset: u64,
     needed: usize,
+    on_piece: &mut dyn FnMut(&[u8]),
 ) -> io::Result<()> {
-    let pieces: VecDeque<_> = buf
+    let pieces: VecDeque<Piece<'_>> = buf
         .chunks_mut(CHUNK)
         .enumerate()
         .map(|(i, piece)| {
             let need = needed.saturating_sub(i * CHUNK).min(piece.len());
-            (offset + (i * CHUNK) as u64, piece, need)
+            (i, offset + (i * CHUNK) as u64, piece, need)
         })
-        .filter(|(_, _, need)| *need > 0)
+        .filter(|(_, _, _, need)| *need > 0)
         .collect();
     let threads = pieces.len().min(THREADS);
     if threads <= 1 {
-        return pieces
-            .into_iter()
-            .try_for_each(|(at, piece, need)| read_piece(direct, buffered, piece, at, need));
+        for (_, at, piece, need) in pieces {
+            read_piece(direct, buffered, piece, at, need)?;
+            on_piece(&piece[..need]);
+        }
+        return Ok(());
     }
-    // Readers take the next piece in file order, so together they sweep the file front to back.
-    let queue = Mutex::new(pieces);
-    let next = || queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+    // Readers take the next piece in file order, so together they sweep the file front to back,
+    // and send each piece back when it is read; this thread hands them on in order.
+    let queue = &Mutex::new(pieces);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, &[u8])>();
     std::thread::scope(|scope| {
         let readers: Vec<_> = (0..threads)
             .map(|_| {
-                scope.spawn(|| {
-                    while let Some((at, piece, need)) = next() {
-                        read_piece(direct, buffered, piece, at, need)?;
+                let done_tx = done_tx.clone();
+                scope.spawn(move || {
+                    loop {
+                        // A `let` drops the lock at its end (a `while let` would hold it).
+                        let Some((i, at, piece, need)) = locked(queue).pop_front() else {
+                            break;
+                        };
+                        if let Err(e) = read_piece(direct, buffered, piece, at, need) {
+                            locked(queue).clear(); // the others stop after their current piece
+                            return Err(e);
+                        }
+                        let piece: &[u8] = piece;
+                        // The receiver lives until every reader has returned.
+                        let _ = done_tx.send((i, &piece[..need]));
                     }
                     Ok(())
                 })
             })
             .collect();
+        drop(done_tx);
+        let mut waiting = std::collections::BTreeMap::new();
+        let mut next_index = 0;
+        for (i, bytes) in done_rx {
+            waiting.insert(i, bytes);
+            while let Some(bytes) = waiting.remove(&next_index) {
+                on_piece(bytes);
+                next_index += 1;
+            }
+        }
         readers.into_iter().try_for_each(|r| {
             r.join()
                 .unwrap_or_else(|_| Err(io::Error::other("a read thread panicked")))
         })
     })
+}
+
+/// The queue of pieces, locked (its updates are single steps, so a panicked holder left it
+/// consistent).
+fn locked<'q, 'a>(
+    queue: &'q Mutex<VecDeque<Piece<'a>>>,
+) -> std::sync::MutexGuard<'q, VecDeque<Piece<'a>>> {
+    queue.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Reads at least `need` bytes of `piece` from `at`. Direct reads end short only at the end of
@@ -195,16 +247,26 @@ mod tests {
             len - 4999..len,
             100..2 * c + 4097,
         ] {
-            let got = read(&direct, &buffered, range.clone(), &pool).unwrap();
-            assert!(
-                got.as_ref() == &data[range.start as usize..range.end as usize],
-                "{range:?}"
-            );
+            let mut handed = Vec::new();
+            let got = read(&direct, &buffered, range.clone(), &pool, &mut |b| {
+                handed.extend_from_slice(b)
+            })
+            .unwrap();
+            let want = &data[range.start as usize..range.end as usize];
+            assert!(got.as_ref() == want, "{range:?}");
+            assert!(handed == want, "{range:?}: bytes handed on in order");
         }
         // Past the end: the bytes are not there.
-        let err = read(&direct, &buffered, len - 10..len + 10, &pool).unwrap_err();
+        let err = read(&direct, &buffered, len - 10..len + 10, &pool, &mut |_| {}).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
-        let err = read(&direct, &buffered, len + 4096..len + 8192, &pool).unwrap_err();
+        let err = read(
+            &direct,
+            &buffered,
+            len + 4096..len + 8192,
+            &pool,
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
     }
 }

@@ -129,19 +129,21 @@ impl LocalSource {
         self.direct_refused.load(Ordering::Relaxed)
     }
 
-    /// Reads `range` of `buffered`'s file directly, or `None` where the filesystem refuses
-    /// direct I/O (remembered: later reads go straight to `pread`).
+    /// Reads `range` of `buffered`'s file directly (its bytes handed to `on_bytes` in order as
+    /// they arrive), or `None` where the filesystem refuses direct I/O (remembered: later reads
+    /// go straight to `pread`).
     fn try_direct(
         &self,
         path: &Path,
         buffered: &File,
         range: Range<u64>,
+        on_bytes: &mut dyn FnMut(&[u8]),
     ) -> std::io::Result<Option<Bytes>> {
         if self.direct_refused() {
             return Ok(None);
         }
         let result = match crate::direct::open(path)? {
-            Some(direct) => crate::direct::read(&direct, buffered, range, &self.buffers),
+            Some(direct) => crate::direct::read(&direct, buffered, range, &self.buffers, on_bytes),
             None => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
         };
         match result {
@@ -185,15 +187,23 @@ impl LocalSource {
                 Error::io(path.display(), e)
             }
         };
-        if self.mode == ReadMode::Direct
-            && let Some(bytes) = self
-                .try_direct(&path, &file, range.clone())
+        if self.mode == ReadMode::Direct {
+            // Hashed piece by piece while later pieces are still being read.
+            let mut hasher = StreamingChecksum::new();
+            let mut on_bytes = |b: &[u8]| {
+                if verify {
+                    hasher.update(b);
+                }
+            };
+            if let Some(bytes) = self
+                .try_direct(&path, &file, range.clone(), &mut on_bytes)
                 .map_err(io_err)?
-        {
-            if verify {
-                info.verify(&bytes, &self.location)?;
+            {
+                if verify {
+                    info.check_checksum(&self.location, hasher.digest())?;
+                }
+                return Ok(bytes);
             }
-            return Ok(bytes);
         }
         match self.mode {
             ReadMode::Mmap => {

@@ -1,6 +1,7 @@
 //! `ReadMode::Direct` (O_DIRECT): the same bytes as the written tensors and as `pread` for every
 //! awkward offset and length, the fallback where a filesystem refuses direct I/O, and a file
-//! truncated under a reader.
+//! truncated under a reader. `O_DIRECT` is Linux's.
+#![cfg(target_os = "linux")]
 
 use futures::executor::block_on;
 use lit_core::{DType, Error, ObjectId, WeightSource, WeightSourceExt};
