@@ -25,7 +25,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = LocalSource::open(store)?.manifest().clone();
     let total = manifest.total_bytes as f64;
     let mut cold = true;
-    const WHAT: [&str; 6] = ["dd", "pread", "mmap", "pread-raw", "dd-direct", "direct"];
+    const WHAT: [&str; 7] = [
+        "dd",
+        "pread",
+        "mmap",
+        "pread-raw",
+        "dd-direct",
+        "direct",
+        "direct-raw",
+    ];
     let mut best = [f64::MAX; WHAT.len()];
     for _ in 0..rounds {
         let only = std::env::var("ONLY").ok();
@@ -49,12 +57,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 mode => {
                     let read_mode = match mode {
                         "mmap" => ReadMode::Mmap,
-                        "direct" => ReadMode::Direct,
+                        "direct" | "direct-raw" => ReadMode::Direct,
                         _ => ReadMode::Pread,
                     };
                     let source = LocalSource::open_with(store, read_mode)?;
                     for (i, layer) in manifest.layers.iter().enumerate() {
-                        let bytes = if mode == "pread-raw" {
+                        let bytes = if mode.ends_with("-raw") {
                             block_on(source.read_range(ObjectId::Layer(i), 0..layer.byte_len))?
                         } else {
                             // read_object verifies the checksum, as every load does.
@@ -84,6 +92,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "LocalSource pread, no verify",
         "dd bs=8M iflag=direct",
         "LocalSource direct (+xxh3 verify)",
+        "LocalSource direct, no verify",
     ]
     .iter()
     .zip(best)
