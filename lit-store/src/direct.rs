@@ -193,7 +193,7 @@ fn read_piece(
 ) -> io::Result<()> {
     let mut done = 0;
     while done < need {
-        if done as u64 % ALIGN != 0 {
+        if !(done as u64).is_multiple_of(ALIGN) {
             return buffered.read_exact_at(&mut piece[done..need], at + done as u64);
         }
         match direct.read_at(&mut piece[done..], at + done as u64) {
