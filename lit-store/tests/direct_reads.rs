@@ -98,7 +98,8 @@ fn check_direct_equals_written(store: &Path, tensors: &[(String, Vec<u8>)]) -> L
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
             let a = (x >> 20) % (len + 1);
             x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            let b = a + (x >> 20) % (len - a + 1).min(if x.is_multiple_of(3) { 64 } else { 20 << 20 });
+            let b =
+                a + (x >> 20) % (len - a + 1).min(if x.is_multiple_of(3) { 64 } else { 20 << 20 });
             let id = ObjectId::Layer(index);
             let got = block_on(direct.read_range(id, a..b)).unwrap();
             let want = block_on(pread.read_range(id, a..b)).unwrap();

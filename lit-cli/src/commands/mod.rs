@@ -235,10 +235,22 @@ fn auto_read_mode(path: &std::path::Path) -> lit_store::ReadMode {
     let Ok(store) = lit_store::LocalSource::open(path) else {
         return lit_store::ReadMode::Pread;
     };
-    match lit_burn::memory::available() {
-        Some(free) if store.manifest().total_bytes > free.bytes / 10 * 8 => {
-            lit_store::ReadMode::Direct
-        }
+    let available = lit_burn::memory::available();
+    let mode = read_mode_for(store.manifest().total_bytes, available.map(|a| a.bytes));
+    if let (lit_store::ReadMode::Direct, Some(available)) = (mode, available) {
+        eprintln!(
+            "read mode: direct (the store's {} is more than 80% of {available})",
+            crate::progress::human_bytes(store.manifest().total_bytes)
+        );
+    }
+    mode
+}
+
+/// [`auto_read_mode`]'s rule for a store of `store_bytes` with `available` bytes of memory
+/// (unknown: pread, which is right wherever the page cache helps and merely slower elsewhere).
+fn read_mode_for(store_bytes: u64, available: Option<u64>) -> lit_store::ReadMode {
+    match available {
+        Some(free) if store_bytes > free / 10 * 8 => lit_store::ReadMode::Direct,
         _ => lit_store::ReadMode::Pread,
     }
 }
@@ -251,4 +263,28 @@ pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
 /// A location as it may be printed (no user info, query or fragment): lit-store's one rule.
 pub(crate) fn shown(location: &str) -> String {
     lit_store::redact::redacted(location)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lit_store::ReadMode;
+
+    #[test]
+    fn auto_reads_directly_only_what_the_page_cache_cannot_keep() {
+        const GIB: u64 = 1 << 30;
+        // The 2 GB Llama of docs/benchmarks.md: a 1 GiB or 2 GiB cgroup, then a 24 GiB machine.
+        assert_eq!(read_mode_for(2_080_000_000, Some(GIB)), ReadMode::Direct);
+        assert_eq!(
+            read_mode_for(2_080_000_000, Some(2 * GIB)),
+            ReadMode::Direct
+        );
+        assert_eq!(
+            read_mode_for(2_080_000_000, Some(24 * GIB)),
+            ReadMode::Pread
+        );
+        assert_eq!(read_mode_for(8 * GIB, Some(10 * GIB)), ReadMode::Pread);
+        assert_eq!(read_mode_for(8 * GIB + 1, Some(10 * GIB)), ReadMode::Direct);
+        assert_eq!(read_mode_for(u64::MAX, None), ReadMode::Pread);
+    }
 }
