@@ -425,7 +425,10 @@ fn sixteen_concurrent_runs_on_one_store_agree_and_keep_their_budgets() {
                 .args(["run", "llama", s(&store), "--ids", "--prompt", "1,5,9"])
                 .args(["--max-tokens", "5", "--budget", &format!("{budget}B")])
                 .args(["--prefetch", &(i % 3).to_string()])
-                .args(["--read-mode", if i % 2 == 0 { "pread" } else { "mmap" }])
+                .args([
+                    "--read-mode",
+                    ["pread", "mmap", "direct", "auto"][(i / 4) as usize],
+                ])
                 .arg("--stats-json")
                 .arg(&report)
                 .env("RAYON_NUM_THREADS", "1")

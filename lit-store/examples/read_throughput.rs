@@ -1,5 +1,5 @@
-//! Cold-cache read throughput of a store: `LocalSource` (pread and mmap) vs `dd` of the same files,
-//! measured side by side in one run.
+//! Cold-cache read throughput of a store: `LocalSource` (pread, mmap and direct) vs `dd` of the
+//! same files (through the page cache and with `iflag=direct`), measured side by side in one run.
 //!
 //! ```sh
 //! cargo run --release -p lit-store --example read_throughput -- STORE [ROUNDS]
@@ -25,34 +25,44 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let manifest = LocalSource::open(store)?.manifest().clone();
     let total = manifest.total_bytes as f64;
     let mut cold = true;
-    let mut best = [f64::MAX; 4];
+    const WHAT: [&str; 7] = [
+        "dd",
+        "pread",
+        "mmap",
+        "pread-raw",
+        "dd-direct",
+        "direct",
+        "direct-raw",
+    ];
+    let mut best = [f64::MAX; WHAT.len()];
     for _ in 0..rounds {
         let only = std::env::var("ONLY").ok();
-        for (slot, what) in ["dd", "pread", "mmap", "pread-raw"].iter().enumerate() {
+        for (slot, what) in WHAT.iter().enumerate() {
             if only.as_deref().is_some_and(|o| o != *what) {
                 continue;
             }
             cold &= drop_caches();
             let start = Instant::now();
             match *what {
-                "dd" => {
+                "dd" | "dd-direct" => {
                     for layer in &manifest.layers {
                         let status = Command::new("dd")
                             .arg(format!("if={store}/{}", layer.key))
                             .args(["of=/dev/null", "bs=8M", "status=none"])
+                            .args((*what == "dd-direct").then_some("iflag=direct"))
                             .status()?;
                         assert!(status.success());
                     }
                 }
                 mode => {
-                    let read_mode = if mode == "mmap" {
-                        ReadMode::Mmap
-                    } else {
-                        ReadMode::Pread
+                    let read_mode = match mode {
+                        "mmap" => ReadMode::Mmap,
+                        "direct" | "direct-raw" => ReadMode::Direct,
+                        _ => ReadMode::Pread,
                     };
                     let source = LocalSource::open_with(store, read_mode)?;
                     for (i, layer) in manifest.layers.iter().enumerate() {
-                        let bytes = if mode == "pread-raw" {
+                        let bytes = if mode.ends_with("-raw") {
                             block_on(source.read_range(ObjectId::Layer(i), 0..layer.byte_len))?
                         } else {
                             // read_object verifies the checksum, as every load does.
@@ -80,6 +90,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "LocalSource pread (+xxh3 verify)",
         "LocalSource mmap (+xxh3 verify)",
         "LocalSource pread, no verify",
+        "dd bs=8M iflag=direct",
+        "LocalSource direct (+xxh3 verify)",
+        "LocalSource direct, no verify",
     ]
     .iter()
     .zip(best)

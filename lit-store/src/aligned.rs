@@ -1,19 +1,24 @@
-//! 64-byte aligned buffers handed out as [`Bytes`].
+//! Page-aligned buffers handed out as [`Bytes`].
 //!
 //! Layers read into ordinary `Vec<u8>` are only guaranteed 1-byte alignment; Burn's zero-copy
 //! paths reinterpret tensor bytes as `f32`/`f64` slices and need the element alignment, and SIMD
 //! kernels prefer cache-line alignment. Since stored tensors are aligned to their element size
 //! relative to a 64-byte aligned data section, a 64-byte aligned buffer keeps every tensor aligned.
+//! Buffers are aligned to a whole page (4096 bytes, a multiple of 64) because direct reads
+//! (`O_DIRECT`, [`crate::direct`]) need the memory they fill aligned to the device's blocks.
 
 use bytes::Bytes;
 use std::sync::{Arc, Mutex, Weak};
 
-/// One cache line.
-#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-#[repr(C, align(64))]
-struct Line([u8; 64]);
+/// Alignment (and allocation unit) of every buffer: one page.
+pub(crate) const BUF_ALIGN: usize = 4096;
 
-/// A zero-initialised, 64-byte aligned byte buffer.
+/// One page.
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+#[repr(C, align(4096))]
+struct Line([u8; BUF_ALIGN]);
+
+/// A zero-initialised, page-aligned byte buffer.
 pub(crate) struct AlignedBuf {
     lines: Vec<Line>,
     len: usize,
@@ -22,13 +27,12 @@ pub(crate) struct AlignedBuf {
 impl AlignedBuf {
     /// Bytes the buffer can hold without reallocating.
     fn capacity(&self) -> usize {
-        self.lines.len() * 64
+        self.lines.len() * BUF_ALIGN
     }
 
-    /// A buffer of `len` zero bytes. Large buffers come from `calloc`-style allocation, so the
-    /// kernel's zero pages are used instead of a memset.
+    /// A buffer of `len` zero bytes.
     pub(crate) fn zeroed(len: usize) -> Self {
-        let lines = bytemuck::allocation::zeroed_vec(len.div_ceil(64));
+        let lines = bytemuck::allocation::zeroed_vec(len.div_ceil(BUF_ALIGN));
         AlignedBuf { lines, len }
     }
 
@@ -79,7 +83,9 @@ impl BufferPool {
         let reused = {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             idle.iter()
-                .position(|b| b.capacity() >= len && b.capacity() <= len.saturating_mul(2).max(64))
+                .position(|b| {
+                    b.capacity() >= len && b.capacity() <= len.saturating_mul(2).max(BUF_ALIGN)
+                })
                 .map(|i| idle.swap_remove(i))
         };
         let mut buf = reused.unwrap_or_else(|| AlignedBuf::zeroed(len));
@@ -148,7 +154,7 @@ impl Drop for PooledBuf {
     }
 }
 
-/// Copies `data` into a 64-byte aligned [`Bytes`].
+/// Copies `data` into a page-aligned [`Bytes`].
 pub(crate) fn aligned_copy(data: &[u8]) -> Bytes {
     let mut buf = AlignedBuf::zeroed(data.len());
     buf.as_mut_slice().copy_from_slice(data);
@@ -165,7 +171,7 @@ mod tests {
             let data: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
             let b = aligned_copy(&data);
             assert_eq!(b.as_ref(), data.as_slice());
-            assert_eq!(b.as_ptr() as usize % 64, 0);
+            assert_eq!(b.as_ptr() as usize % BUF_ALIGN, 0);
         }
     }
 

@@ -131,7 +131,9 @@ impl<S: WeightSource> DiskCachedSource<S> {
             kept,
             own,
             admit: Mutex::new(()),
-            buffers: BufferPool::new(largest.next_multiple_of(64) as usize),
+            buffers: BufferPool::new(
+                largest.next_multiple_of(crate::aligned::BUF_ALIGN as u64) as usize
+            ),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             bytes_from_inner: AtomicU64::new(0),

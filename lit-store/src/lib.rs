@@ -2,7 +2,8 @@
 //!
 //! Sources and writers for lit's layer-wise weight stores:
 //!
-//! - [`LocalSource`]: a store in a local directory, read with `pread` (default) or `mmap`;
+//! - [`LocalSource`]: a store in a local directory, read with `pread` (default), `mmap` or
+//!   direct I/O (`O_DIRECT`);
 //! - [`MemorySource`]: a store held in RAM;
 //! - [`CachedSource`]: a RAM tier over any source, within a byte budget (fixed resident set);
 //! - [`remote::ObjectStoreSource`] / [`remote::ObjectStoreSink`] (feature `remote`, with `s3`,
@@ -19,6 +20,7 @@ mod aligned;
 pub mod cache;
 mod convert;
 pub mod copy;
+mod direct;
 pub mod disk_cache;
 pub mod export;
 pub mod import;

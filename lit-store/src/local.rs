@@ -13,6 +13,7 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// How [`LocalSource`] reads layer files.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,6 +27,16 @@ pub enum ReadMode {
     /// If another process truncates a mapped file, touching a missing page kills the process
     /// with SIGBUS. Use only for stores nobody rewrites while they are read.
     Mmap,
+    /// Direct reads (`O_DIRECT`) into page-aligned buffers, several large requests in flight:
+    /// the disk writes straight into lit's buffer and the page cache is neither filled nor
+    /// copied from, so streamed layers do not evict other cached data or hold memory twice.
+    /// Each read goes to the disk, even for bytes the page cache holds.
+    ///
+    /// Where the filesystem refuses `O_DIRECT` (tmpfs before Linux 6.6, ramfs, some FUSE and
+    /// network filesystems; any non-Linux system) reads fall back to [`ReadMode::Pread`]
+    /// ([`LocalSource::direct_refused`] says so). A file truncated while it is read yields an
+    /// error, as with `Pread`.
+    Direct,
 }
 
 /// Size of each `pread`: the kernel's read-ahead keeps a sequential stream of 8 MiB requests
@@ -40,6 +51,8 @@ pub struct LocalSource {
     manifest: Manifest,
     mode: ReadMode,
     buffers: Arc<BufferPool>,
+    /// Set when the filesystem refused a direct read: later reads use `pread`.
+    direct_refused: AtomicBool,
 }
 
 impl LocalSource {
@@ -86,14 +99,17 @@ impl LocalSource {
         // its many smaller ones. With room for one largest buffer only, SmolLM2 streamed in
         // 33 MB grew to 230 MB of RSS: each pass's 30 MB buffer came fresh from a heap the small
         // ones had fragmented (docs/benchmarks.md).
-        let buffers =
-            BufferPool::new(2 * manifest.largest_layer_bytes().next_multiple_of(64) as usize);
+        let largest = manifest
+            .largest_layer_bytes()
+            .next_multiple_of(crate::aligned::BUF_ALIGN as u64);
+        let buffers = BufferPool::new(2 * largest as usize);
         Ok(LocalSource {
             root,
             location,
             manifest,
             mode,
             buffers,
+            direct_refused: AtomicBool::new(false),
         })
     }
 
@@ -105,6 +121,39 @@ impl LocalSource {
     /// The read mode.
     pub fn mode(&self) -> ReadMode {
         self.mode
+    }
+
+    /// Whether [`ReadMode::Direct`] fell back to `pread` because the store's filesystem refused
+    /// direct I/O (false until a read found out, and in the other modes).
+    pub fn direct_refused(&self) -> bool {
+        self.direct_refused.load(Ordering::Relaxed)
+    }
+
+    /// Reads `range` of `buffered`'s file directly (its bytes handed to `on_bytes` in order as
+    /// they arrive), or `None` where the filesystem refuses direct I/O (remembered: later reads
+    /// go straight to `pread`).
+    fn try_direct(
+        &self,
+        path: &Path,
+        buffered: &File,
+        range: Range<u64>,
+        on_bytes: &mut dyn FnMut(&[u8]),
+    ) -> std::io::Result<Option<Bytes>> {
+        if self.direct_refused() {
+            return Ok(None);
+        }
+        let result = match crate::direct::open(path)? {
+            Some(direct) => crate::direct::read(&direct, buffered, range, &self.buffers, on_bytes),
+            None => Err(std::io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        match result {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if crate::direct::refused(&e) => {
+                self.direct_refused.store(true, Ordering::Relaxed);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Reads `range` of object `id`; with `verify`, the range must be the whole object and is
@@ -138,6 +187,24 @@ impl LocalSource {
                 Error::io(path.display(), e)
             }
         };
+        if self.mode == ReadMode::Direct {
+            // Hashed piece by piece while later pieces are still being read.
+            let mut hasher = StreamingChecksum::new();
+            let mut on_bytes = |b: &[u8]| {
+                if verify {
+                    hasher.update(b);
+                }
+            };
+            if let Some(bytes) = self
+                .try_direct(&path, &file, range.clone(), &mut on_bytes)
+                .map_err(io_err)?
+            {
+                if verify {
+                    info.check_checksum(&self.location, hasher.digest())?;
+                }
+                return Ok(bytes);
+            }
+        }
         match self.mode {
             ReadMode::Mmap => {
                 let bytes = crate::mmap::map_range(&file, range.start, len).map_err(io_err)?;
@@ -146,7 +213,7 @@ impl LocalSource {
                 }
                 Ok(bytes)
             }
-            ReadMode::Pread => {
+            ReadMode::Pread | ReadMode::Direct => {
                 let mut buf = self.buffers.take(len);
                 let mut hasher = StreamingChecksum::new();
                 if len >= PARALLEL_READ_MIN {

@@ -56,6 +56,11 @@ fn local_mmap() {
 }
 
 #[test]
+fn local_direct() {
+    run_suite(local(ReadMode::Direct));
+}
+
+#[test]
 fn memory() {
     run_suite(|objects| Box::new(MemorySource::from_objects(objects.to_vec()).unwrap()));
 }

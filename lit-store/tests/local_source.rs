@@ -102,7 +102,7 @@ fn large_layers_read_in_parallel_chunks_identically() {
         })
         .unwrap();
     writer.finish("big", vec![]).unwrap();
-    for mode in [ReadMode::Pread, ReadMode::Mmap] {
+    for mode in [ReadMode::Pread, ReadMode::Mmap, ReadMode::Direct] {
         let source = LocalSource::open_with(dir.path().join("s"), mode).unwrap();
         let layer = block_on(lit_core::WeightSourceExt::read_layer(&source, 0)).unwrap();
         let (_, data) = layer.tensor("big").unwrap();

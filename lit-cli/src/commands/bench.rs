@@ -110,6 +110,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         if local {
             // lit with mapped layers: no copy out of the page cache, pages mapped lazily.
             modes.push(Mode::new("lit-mmap", Some(budget), args.prefetch, "mmap"));
+            // lit with direct reads: no page cache at all.
+            modes.push(Mode::new(
+                "lit-direct",
+                Some(budget),
+                args.prefetch,
+                "direct",
+            ));
         }
         if !args.no_mmap && local {
             // How llama.cpp and candle behave: everything mapped, no budget, the OS pages.

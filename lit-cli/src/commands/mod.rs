@@ -50,9 +50,14 @@ pub(crate) struct StoreArgs {
     /// Read remote stores from the network every time.
     #[arg(long, conflicts_with = "disk_cache")]
     pub(crate) no_disk_cache: bool,
-    /// How local stores are read: pread (copy out of the page cache; safe if the files change)
-    /// or mmap (no copy; a file truncated while mapped kills the process with SIGBUS).
-    #[arg(long, value_name = "MODE", default_value = "pread", value_parser = ["pread", "mmap"])]
+    /// How local stores are read: pread (copied out of the page cache, which keeps the files
+    /// cached for the next pass and the next process), mmap (the page cache mapped, no copy; a
+    /// file truncated while mapped kills the process with SIGBUS), direct (O_DIRECT: the disk
+    /// fills lit's buffer, nothing is cached or copied twice, every read goes to the disk; pread
+    /// where the filesystem refuses it) or auto: direct when the store is larger than 80% of the
+    /// memory available (cgroup limits included), so the page cache could not keep it between
+    /// passes anyway, else pread.
+    #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "pread", "mmap", "direct"])]
     pub(crate) read_mode: String,
 }
 
@@ -161,8 +166,10 @@ impl StoreArgs {
                 .unwrap_or_else(lit_store::disk_cache::default_cache_dir),
             max_bytes: self.disk_cache_size.as_u64(),
         });
+        // `auto` is resolved per store by `open`.
         let read_mode = match self.read_mode.as_str() {
             "mmap" => lit_store::ReadMode::Mmap,
+            "direct" => lit_store::ReadMode::Direct,
             _ => lit_store::ReadMode::Pread,
         };
         OpenOptions {
@@ -198,7 +205,13 @@ impl StoreArgs {
     /// Opens the store at `location` (a directory, `file://`, `s3://`, `gs://`, `az://`,
     /// `http(s)://`, `memory://`).
     pub(crate) fn open(&self, location: &str) -> anyhow::Result<Arc<dyn WeightSource>> {
-        lit_store::open(location, &self.options())
+        let mut options = self.options();
+        if self.read_mode == "auto"
+            && let Some(path) = local_path(location)
+        {
+            options.read_mode = auto_read_mode(&path);
+        }
+        lit_store::open(location, &options)
             .with_context(|| format!("cannot open store {}", shown(location)))
     }
 
@@ -206,6 +219,39 @@ impl StoreArgs {
     pub(crate) fn create(&self, location: &str) -> anyhow::Result<StoreWriter> {
         lit_store::create_writer(location, &self.options())
             .with_context(|| format!("cannot create store {}", shown(location)))
+    }
+}
+
+/// `--read-mode auto` for the local store at `path`: direct reads when the store is larger than
+/// 80% of the memory available to this process (cgroup limits included; the rest goes to the
+/// process itself and the layers in flight). Then the page cache cannot keep the streamed layers
+/// from one pass to the next (it would need model − budget bytes beside the budget), so `pread`
+/// would only copy every byte through it and evict other data to do so; direct reads are faster
+/// there (docs/benchmarks.md, "Read modes") and hold no second copy. Otherwise `pread`: after the
+/// first pass the streamed layers come from the page cache at memory speed, where direct reads
+/// would go to the disk every pass.
+fn auto_read_mode(path: &std::path::Path) -> lit_store::ReadMode {
+    // An unreadable store is reported by the open that follows.
+    let Ok(store) = lit_store::LocalSource::open(path) else {
+        return lit_store::ReadMode::Pread;
+    };
+    let available = lit_burn::memory::available();
+    let mode = read_mode_for(store.manifest().total_bytes, available.map(|a| a.bytes));
+    if let (lit_store::ReadMode::Direct, Some(available)) = (mode, available) {
+        eprintln!(
+            "read mode: direct (the store's {} is more than 80% of {available})",
+            crate::progress::human_bytes(store.manifest().total_bytes)
+        );
+    }
+    mode
+}
+
+/// [`auto_read_mode`]'s rule for a store of `store_bytes` with `available` bytes of memory
+/// (unknown: pread, which is right wherever the page cache helps and merely slower elsewhere).
+fn read_mode_for(store_bytes: u64, available: Option<u64>) -> lit_store::ReadMode {
+    match available {
+        Some(free) if store_bytes > free / 10 * 8 => lit_store::ReadMode::Direct,
+        _ => lit_store::ReadMode::Pread,
     }
 }
 
@@ -217,4 +263,28 @@ pub(crate) fn local_path(location: &str) -> Option<PathBuf> {
 /// A location as it may be printed (no user info, query or fragment): lit-store's one rule.
 pub(crate) fn shown(location: &str) -> String {
     lit_store::redact::redacted(location)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lit_store::ReadMode;
+
+    #[test]
+    fn auto_reads_directly_only_what_the_page_cache_cannot_keep() {
+        const GIB: u64 = 1 << 30;
+        // The 2 GB Llama of docs/benchmarks.md: a 1 GiB or 2 GiB cgroup, then a 24 GiB machine.
+        assert_eq!(read_mode_for(2_080_000_000, Some(GIB)), ReadMode::Direct);
+        assert_eq!(
+            read_mode_for(2_080_000_000, Some(2 * GIB)),
+            ReadMode::Direct
+        );
+        assert_eq!(
+            read_mode_for(2_080_000_000, Some(24 * GIB)),
+            ReadMode::Pread
+        );
+        assert_eq!(read_mode_for(8 * GIB, Some(10 * GIB)), ReadMode::Pread);
+        assert_eq!(read_mode_for(8 * GIB + 1, Some(10 * GIB)), ReadMode::Direct);
+        assert_eq!(read_mode_for(u64::MAX, None), ReadMode::Pread);
+    }
 }
