@@ -2,9 +2,9 @@
 //!
 //! A weight `w = d·q (+ m)` never exists as a float: each block contributes
 //! `d·Σ qᵢxᵢ (+ m·Σ xᵢ)`, with `Σ xᵢ` computed once per activation block and shared by every
-//! row. Q8_0, Q4_0 and Q4_1 have portable kernels, and they and Q4_K AVX2+FMA ones ([`avx2`])
-//! picked at run time where the CPU has them. Otherwise the K-quants decode one row at a time into
-//! a scratch buffer and take a plain dot.
+//! row. Q8_0, Q4_0 and Q4_1 have portable kernels, and they, Q4_K and Q6_K AVX2+FMA ones
+//! ([`avx2`]) picked at run time where the CPU has them. Otherwise the K-quants decode one row at
+//! a time into a scratch buffer and take a plain dot (Q5_K always: rare in GGUF files).
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -204,18 +204,21 @@ pub(super) fn rows_dot(
         QuantScheme::Q8_0 => rows_dispatch::<Q8_0>(rows, row_bytes, x, &xsums, out),
         QuantScheme::Q4_0 => rows_dispatch::<Q4_0>(rows, row_bytes, x, &xsums, out),
         QuantScheme::Q4_1 => rows_dispatch::<Q4_1>(rows, row_bytes, x, &xsums, out),
-        QuantScheme::Q4K => {
+        QuantScheme::Q4K | QuantScheme::Q6K => {
             #[cfg(target_arch = "x86_64")]
             if avx2::available() && !PORTABLE.with(|p| p.get()) {
+                let layout = if scheme == QuantScheme::Q4K {
+                    avx2::Layout::Q4K
+                } else {
+                    avx2::Layout::Q6K
+                };
                 // SAFETY: the CPU has AVX2 and FMA (checked just above).
-                unsafe { avx2::rows(avx2::Layout::Q4K, rows, row_bytes, x, &xsums, out) };
+                unsafe { avx2::rows(layout, rows, row_bytes, x, &xsums, out) };
                 return Ok(());
             }
             return rows_decoded(scheme, rows, row_bytes, x, out);
         }
-        QuantScheme::Q5K | QuantScheme::Q6K => {
-            return rows_decoded(scheme, rows, row_bytes, x, out);
-        }
+        QuantScheme::Q5K => return rows_decoded(scheme, rows, row_bytes, x, out),
     }
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! The Q8_0, Q4_0, Q4_1 and Q4_K row kernels written with AVX2 + FMA intrinsics.
+//! The Q8_0, Q4_0, Q4_1, Q4_K and Q6_K row kernels written with AVX2 + FMA intrinsics.
 //!
 //! Each block's quants are widened to 8-lane f32 vectors and multiplied with the activations into
 //! a block sum, which is scaled by the block's `d` into a row accumulator: no horizontal sum until
@@ -21,6 +21,7 @@ pub(in crate::blocks) enum Layout {
     Q4_0,
     Q4_1,
     Q4K,
+    Q6K,
 }
 
 impl Layout {
@@ -31,6 +32,7 @@ impl Layout {
             Layout::Q4_0 => (18, 32),
             Layout::Q4_1 => (20, 32),
             Layout::Q4K => (144, 256),
+            Layout::Q6K => (210, 256),
         }
     }
 }
@@ -64,6 +66,7 @@ pub(super) unsafe fn rows(
             Layout::Q4_0 => row_q4(row, x, xsums, false),
             Layout::Q4_1 => row_q4(row, x, xsums, true),
             Layout::Q4K => row_q4_k(row, x, xsums),
+            Layout::Q6K => row_q6_k(row, x),
         };
     }
 }
@@ -152,6 +155,53 @@ fn row_q4_k(row: &[u8], x: &[f32], xsums: &[f32]) -> f32 {
         }
     }
     hsum(acc) - mins
+}
+
+/// A Q6_K row: super-blocks of 16 groups of 16 with an i8 scale each, `w = d·sc_g·(q − 32)`,
+/// the 6-bit `q` of element `e` (`h = e / 128`, `r = e % 128`) from the low or high nibble of
+/// `ql[64h + r % 64]` and two bits of `qh[32h + r % 32]`.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+fn row_q6_k(row: &[u8], x: &[f32]) -> f32 {
+    let nibble = _mm_set1_epi8(0x0F);
+    let two = _mm_set1_epi8(0x03);
+    let bias = _mm256_set1_epi32(32);
+    let mut acc = _mm256_setzero_ps();
+    for (k, block) in row.chunks_exact(210).enumerate() {
+        let (ql, qh, scales) = (&block[..128], &block[128..192], &block[192..208]);
+        let d = f16(block, 208);
+        for g in 0..16 {
+            let (h, r0) = (g / 8, (g % 8) * 16);
+            let lo = &ql[64 * h + r0 % 64..64 * h + r0 % 64 + 16];
+            let hi = &qh[32 * h + r0 % 32..32 * h + r0 % 32 + 16];
+            // SAFETY: `lo` and `hi` hold the 16 bytes read (bounds checked just above).
+            let (lo, hi) = unsafe {
+                (
+                    _mm_loadu_si128(lo.as_ptr().cast()),
+                    _mm_loadu_si128(hi.as_ptr().cast()),
+                )
+            };
+            let lo = _mm_and_si128(
+                _mm_srl_epi16(lo, _mm_cvtsi32_si128(4 * (r0 / 64) as i32)),
+                nibble,
+            );
+            let hi = _mm_and_si128(
+                _mm_srl_epi16(hi, _mm_cvtsi32_si128(2 * (r0 / 32) as i32)),
+                two,
+            );
+            let q = _mm_or_si128(lo, _mm_slli_epi16::<4>(hi));
+            let at = k * 256 + g * 16;
+            let a = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_cvtepu8_epi32(q), bias));
+            let b = _mm256_cvtepi32_ps(_mm256_sub_epi32(
+                _mm256_cvtepu8_epi32(_mm_srli_si128::<8>(q)),
+                bias,
+            ));
+            let t = _mm256_fmadd_ps(b, load_x(x, at + 8), _mm256_mul_ps(a, load_x(x, at)));
+            let scale = d * f32::from(scales[g] as i8);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), t, acc);
+        }
+    }
+    hsum(acc)
 }
 
 /// A Q4_0 row (`w = d·(q − 8)`) or, with `min`, a Q4_1 row (`w = d·q + m`).
