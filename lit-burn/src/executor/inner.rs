@@ -101,6 +101,16 @@ impl Inner {
     }
 
     pub(crate) fn load<M: Module>(self: &Arc<Self>, module: &M) -> Result<Loaded<M>> {
+        self.load_observed(module, true)
+    }
+
+    /// [`Inner::load`]; with `observe` false the load neither counts in the pass's order nor
+    /// ends a pass (a table's rows taken from its layer, ahead of the layer's own load).
+    pub(crate) fn load_observed<M: Module>(
+        self: &Arc<Self>,
+        module: &M,
+        observe: bool,
+    ) -> Result<Loaded<M>> {
         let (ids, need) = self.layers_of(module)?;
         let manifest = self.source.manifest();
         // In held bytes (converted copies included), as the budget counts them.
@@ -125,7 +135,9 @@ impl Inner {
         let mut data = Vec::with_capacity(need.len());
         let mut resident_hits = Vec::new();
         let mut s = self.lock();
-        s.begin_load(&need);
+        if observe {
+            s.begin_load(&need);
+        }
         for &layer in &need {
             let size = s.size(layer);
             loop {

@@ -295,9 +295,9 @@ impl Streamer {
     }
 
     /// Rows `ids` of the 2-D float parameter `weight` of the skeleton (an embedding table),
-    /// `[ids.len(), cols]` in its type: read by range when its layer is not in memory (a few
-    /// KiB for a step's tokens instead of the whole table; see `executor/rows.rs`), otherwise
-    /// from the loaded layer.
+    /// `[ids.len(), cols]` in its type: from its layer when the layer is in memory, otherwise
+    /// read by range (a few KiB for a step's tokens instead of the whole table; see
+    /// `executor/rows.rs`). Neither counts as a load of the layer in the pass.
     pub fn rows(&self, weight: &Param<Tensor<2>>, ids: &[usize]) -> Result<Tensor<2>> {
         let device = self.inner.device.clone().unwrap_or_default();
         if let Some(data) = self.inner.read_rows(weight.id, ids)? {
@@ -308,7 +308,9 @@ impl Streamer {
                 _ => t,
             });
         }
-        let loaded = self.load(weight)?;
+        // Loaded without counting in the pass's order: the model loads the table again later in
+        // the pass (a tied head), and that is where it belongs.
+        let loaded = self.inner.load_observed(weight, false)?;
         crate::blocks::rows(&loaded, ids).ok_or_else(|| {
             Error::InvalidArgument(format!("a row id of {ids:?} is outside the table"))
         })

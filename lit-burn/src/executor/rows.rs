@@ -1,24 +1,26 @@
-//! Some rows of a 2-D tensor read by range: an embedding lookup reads the rows of this step's
-//! tokens (a few KiB) instead of the whole table, when the table's layer is not in memory.
+//! Some rows of a 2-D tensor: an embedding lookup takes the rows of this step's tokens from the
+//! table's layer when it is in memory, and otherwise reads just those rows by range (a few KiB)
+//! instead of the whole table.
 //!
 //! A ranged read bypasses the layer's checksum, which covers the whole layer object: rows are
 //! checked for length, not content (`lit verify` checks every byte of a store).
 
 use super::inner::Inner;
 use crate::dtype::to_burn;
-use crate::error::{Error, Problem, Result};
+use crate::error::{Error, LoadErrors, Problem, Result};
 use crate::names::Layout;
 use burn::module::ParamId;
 use burn::tensor::{Bytes, TensorData};
 use lit_core::quant;
 use lit_core::{Event, ObjectId};
+use std::ops::Range;
 use std::time::Instant;
 
 impl Inner {
-    /// Rows `ids` of the 2-D tensor that fills parameter `id`, as f32 `[ids.len(), cols]`, read
-    /// by range; `None` when its layer is held (resident or prefetched) or the budget keeps the
-    /// whole model (load it instead), or the tensor is not stored row for row (a transposed
-    /// layout).
+    /// Rows `ids` of the 2-D tensor that fills parameter `id`, as f32 `[ids.len(), cols]`: from
+    /// its layer when the layer is in memory, else read by range. `None` when the budget keeps
+    /// the whole model and the layer is not loaded yet (load it: it then stays), or the tensor
+    /// is not stored row for row (a transposed layout).
     pub(crate) fn read_rows(&self, id: ParamId, ids: &[usize]) -> Result<Option<TensorData>> {
         let Some(entry) = self.plan.get(&id) else {
             let path = self
@@ -33,14 +35,14 @@ impl Inner {
         if entry.layout != Layout::AsStored || entry.shape.len() != 2 {
             return Ok(None);
         }
-        {
-            // A table in memory, or one the budget keeps with the rest of the model (loaded
-            // once, it is read no more), is read from its layer.
+        let held = {
             let s = self.lock();
-            if s.holds(entry.layer) || s.keeps_everything() {
-                return Ok(None);
+            match s.layer_data(entry.layer) {
+                Some(data) => Some(data),
+                None if s.keeps_everything() => return Ok(None),
+                None => None,
             }
-        }
+        };
         let manifest = self.source.manifest();
         let tensor = &manifest.layers[entry.layer].tensors[entry.tensor];
         let [rows, cols] = [entry.shape[0], entry.shape[1]];
@@ -59,7 +61,7 @@ impl Inner {
         let mut wanted = ids.to_vec();
         wanted.sort_unstable();
         wanted.dedup();
-        // Runs of consecutive rows, one ranged read each, all in flight together.
+        // Runs of consecutive rows.
         let mut runs: Vec<(usize, usize)> = Vec::new();
         for &r in &wanted {
             match runs.last_mut() {
@@ -67,40 +69,36 @@ impl Inner {
                 _ => runs.push((r, r + 1)),
             }
         }
-        let object = ObjectId::Layer(entry.layer);
-        let index = entry.layer;
-        let at = Instant::now();
-        self.emit(Event::FetchStarted {
-            index,
-            bytes: wanted.len() as u64 * row_bytes,
-            at,
-        });
-        let reads = runs.iter().map(|&(a, b)| {
+        let range = |&(a, b): &(usize, usize)| {
             let start = tensor.offset + a as u64 * row_bytes;
-            self.source
-                .read_range(object, start..start + (b - a) as u64 * row_bytes)
-        });
-        let chunks = futures::executor::block_on(futures::future::try_join_all(reads))?;
-        let bytes_read: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-        self.lock().count_rows_read(bytes_read);
+            start..start + (b - a) as u64 * row_bytes
+        };
+        let chunks: Vec<bytes::Bytes> = match held {
+            // In memory: sliced out of the layer.
+            Some(data) => runs
+                .iter()
+                .map(|run| {
+                    let r = range(run);
+                    data.bytes.slice(r.start as usize..r.end as usize)
+                })
+                .collect(),
+            None => self.read_runs(entry.layer, runs.iter().map(range).collect())?,
+        };
         // The lookup is the layer's compute for this pass (the first of a decoder's pass).
-        let at = Instant::now();
-        self.emit(Event::FetchFinished {
+        let index = entry.layer;
+        self.emit(Event::ComputeStarted {
             index,
-            bytes: bytes_read,
-            at,
+            at: Instant::now(),
         });
-        self.emit(Event::ComputeStarted { index, at });
-
         // Decode the runs, in `wanted` order, then pick each id's row.
         let mut table: Vec<f32> = Vec::with_capacity(wanted.len() * cols);
         for (chunk, &(a, b)) in chunks.iter().zip(&runs) {
-            if chunk.len() as u64 != (b - a) as u64 * row_bytes {
+            let want = (b - a) as u64 * row_bytes;
+            if chunk.len() as u64 != want {
                 return Err(Error::InvalidArgument(format!(
-                    "rows {a}..{b} of `{}`: the store returned {} bytes, not {}",
+                    "rows {a}..{b} of `{}`: the store returned {} bytes, not {want}",
                     entry.name,
-                    chunk.len(),
-                    (b - a) as u64 * row_bytes
+                    chunk.len()
                 )));
             }
             match tensor.quant {
@@ -131,10 +129,33 @@ impl Inner {
         });
         Ok(Some(TensorData::new(out, [ids.len(), cols])))
     }
+
+    /// Reads `ranges` of layer `layer`'s object, all in flight together, with fetch events,
+    /// counting the bytes in the pass's statistics.
+    fn read_runs(&self, layer: usize, ranges: Vec<Range<u64>>) -> Result<Vec<bytes::Bytes>> {
+        let object = ObjectId::Layer(layer);
+        self.emit(Event::FetchStarted {
+            index: layer,
+            bytes: ranges.iter().map(|r| r.end - r.start).sum(),
+            at: Instant::now(),
+        });
+        let reads = ranges
+            .into_iter()
+            .map(|r| self.source.read_range(object, r));
+        let chunks = futures::executor::block_on(futures::future::try_join_all(reads))?;
+        let bytes_read: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+        self.lock().count_rows_read(bytes_read);
+        self.emit(Event::FetchFinished {
+            index: layer,
+            bytes: bytes_read,
+            at: Instant::now(),
+        });
+        Ok(chunks)
+    }
 }
 
 fn decode(tensor: &str, e: quant::QuantError) -> Error {
-    Error::Load(crate::error::LoadErrors {
+    Error::Load(LoadErrors {
         problems: vec![Problem::Decode {
             tensor: tensor.to_string(),
             reason: e.to_string(),

@@ -308,12 +308,12 @@ impl State {
         self.passes.last_mut().expect("pass").bytes_read += bytes;
     }
 
-    /// Whether `layer`'s bytes are in memory now (resident, or prefetched for its next load).
-    pub(crate) fn holds(&self, layer: usize) -> bool {
-        matches!(
-            self.slots.get(&layer),
-            Some(Slot::Resident(..) | Slot::Ready(_))
-        )
+    /// `layer`'s bytes if they are in memory (resident, or prefetched: left for its load).
+    pub(crate) fn layer_data(&self, layer: usize) -> Option<LayerData> {
+        match self.slots.get(&layer) {
+            Some(Slot::Resident(data, _) | Slot::Ready(data)) => Some(data.clone()),
+            _ => None,
+        }
     }
 
     /// Whether every layer of the plan stays resident (the budget holds the whole model).

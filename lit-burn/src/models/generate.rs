@@ -24,6 +24,20 @@ pub trait CausalLm: Module {
         all_logits: bool,
     ) -> Result<Tensor<2>>;
 
+    /// Runs one step of each sequence of `seqs` (`(ids, cache)`: positions `cache.len()..`),
+    /// appending to its cache, and returns each one's last-position logits (`[1, vocab]`).
+    /// Models load each submodule once for all of them (one weight pass serves every
+    /// sequence); the default runs them one after another.
+    fn forward_many<W: Weights>(
+        &self,
+        weights: &W,
+        seqs: &mut [(&[u32], &mut KvCache)],
+    ) -> Result<Vec<Tensor<2>>> {
+        seqs.iter_mut()
+            .map(|(ids, cache)| self.forward_tokens(weights, ids, cache, false))
+            .collect()
+    }
+
     /// An empty KV cache for this model.
     fn new_cache(&self) -> KvCache;
 

@@ -336,6 +336,67 @@ impl Gpt2 {
     }
 }
 
+impl Gpt2 {
+    /// Runs each sequence of `seqs` (`(ids, cache)`: positions `cache.len()..`) through the
+    /// model in one weight pass: each submodule is loaded once and applied to every sequence in
+    /// turn. Returns each sequence's logits (every position with `all_logits`, else its last).
+    fn forward_seqs<W: Weights>(
+        &self,
+        weights: &W,
+        seqs: &mut [(&[u32], &mut KvCache)],
+        all_logits: bool,
+    ) -> Result<Vec<Tensor<2>>> {
+        let mut xs: Vec<Tensor<3>> = Vec::with_capacity(seqs.len());
+        for (ids, cache) in seqs.iter() {
+            check_ids(ids, self.config.vocab_size)?;
+            let (start, s) = (cache.len(), ids.len());
+            if start + s > self.config.n_positions {
+                return Err(Error::InvalidArgument(format!(
+                    "{} positions exceed GPT-2's context of {}",
+                    start + s,
+                    self.config.n_positions
+                )));
+            }
+            // Only this step's rows of the embeddings: read by range when a table is not in
+            // memory.
+            let tokens: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+            let positions: Vec<usize> = (start..start + s).collect();
+            let x = weights.rows(&self.wte.weight, &tokens)?
+                + weights.rows(&self.wpe.weight, &positions)?;
+            xs.push(x.unsqueeze());
+        }
+        for (i, block) in self.h.iter().enumerate() {
+            let block = weights.load(block)?;
+            for (x, (_, cache)) in xs.iter_mut().zip(seqs.iter_mut()) {
+                *x = block.forward(x.clone(), cache, i);
+            }
+        }
+        let ln_f = weights.load(&self.ln_f)?;
+        let xs: Vec<Tensor<2>> = xs
+            .into_iter()
+            .map(|x| {
+                let x = ln_f.forward(x);
+                let s = x.dims()[1];
+                let x = if all_logits { x } else { x.narrow(1, s - 1, 1) };
+                x.squeeze_dim(0)
+            })
+            .collect();
+        drop(ln_f);
+        // The head is tied to `wte`, loaded again as the pass's last layer.
+        let wte = weights.load(&self.wte)?;
+        let logits = xs
+            .into_iter()
+            .map(|x| blocks::matmul_transposed(x, &wte.weight))
+            .collect();
+        drop(wte);
+        for (ids, cache) in seqs.iter_mut() {
+            cache.advance(ids.len());
+        }
+        weights.end_pass();
+        Ok(logits)
+    }
+}
+
 impl CausalLm for Gpt2 {
     fn forward_tokens<W: Weights>(
         &self,
@@ -344,34 +405,16 @@ impl CausalLm for Gpt2 {
         cache: &mut KvCache,
         all_logits: bool,
     ) -> Result<Tensor<2>> {
-        check_ids(ids, self.config.vocab_size)?;
-        let (start, s) = (cache.len(), ids.len());
-        if start + s > self.config.n_positions {
-            return Err(Error::InvalidArgument(format!(
-                "{} positions exceed GPT-2's context of {}",
-                start + s,
-                self.config.n_positions
-            )));
-        }
-        // Only this step's rows of the embeddings: read by range when a table is not in memory.
-        let tokens: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
-        let positions: Vec<usize> = (start..start + s).collect();
-        let x = weights.rows(&self.wte.weight, &tokens)?
-            + weights.rows(&self.wpe.weight, &positions)?;
-        let mut x: Tensor<3> = x.unsqueeze();
-        for (i, block) in self.h.iter().enumerate() {
-            x = weights.load(block)?.forward(x, cache, i);
-        }
-        x = weights.load(&self.ln_f)?.forward(x);
-        if !all_logits {
-            x = x.narrow(1, s - 1, 1);
-        }
-        let x: Tensor<2> = x.squeeze_dim(0);
-        // The head is tied to `wte`, loaded again as the pass's last layer.
-        let logits = blocks::matmul_transposed(x, &weights.load(&self.wte)?.weight);
-        cache.advance(s);
-        weights.end_pass();
-        Ok(logits)
+        let mut logits = self.forward_seqs(weights, &mut [(ids, cache)], all_logits)?;
+        Ok(logits.remove(0))
+    }
+
+    fn forward_many<W: Weights>(
+        &self,
+        weights: &W,
+        seqs: &mut [(&[u32], &mut KvCache)],
+    ) -> Result<Vec<Tensor<2>>> {
+        self.forward_seqs(weights, seqs, false)
     }
 
     fn new_cache(&self) -> KvCache {

@@ -456,6 +456,75 @@ impl Llama {
     }
 }
 
+impl Llama {
+    /// Runs each sequence of `seqs` (`(ids, cache)`: positions `cache.len()..`) through the
+    /// model in one weight pass: each submodule is loaded once and applied to every sequence in
+    /// turn, each with its own positions and cache. Returns each sequence's logits (every
+    /// position with `all_logits`, else its last).
+    fn forward_seqs<W: Weights>(
+        &self,
+        weights: &W,
+        seqs: &mut [(&[u32], &mut KvCache)],
+        all_logits: bool,
+    ) -> Result<Vec<Tensor<2>>> {
+        let device = device_of(self)?;
+        let rope = Rope::new(
+            self.config.head_dim(),
+            self.config.rope_theta,
+            self.config.rope_scaling()?.as_ref(),
+        );
+        let mut tables = Vec::with_capacity(seqs.len());
+        let mut xs: Vec<Tensor<3>> = Vec::with_capacity(seqs.len());
+        for (ids, cache) in seqs.iter() {
+            check_ids(ids, self.config.vocab_size)?;
+            tables.push(rope.tables(cache.len(), ids.len(), &device));
+            // Only this step's rows of the embedding: read by range when the table is not in
+            // memory.
+            let rows: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+            xs.push(
+                weights
+                    .rows(&self.model.embed_tokens.weight, &rows)?
+                    .unsqueeze(),
+            );
+        }
+        for (i, block) in self.model.layers.iter().enumerate() {
+            let block = weights.load(block)?;
+            for ((x, (_, cache)), rope) in xs.iter_mut().zip(seqs.iter_mut()).zip(&tables) {
+                *x = block.forward(x.clone(), rope, cache, i);
+            }
+        }
+        let norm = weights.load(&self.model.norm)?;
+        let xs: Vec<Tensor<2>> = xs
+            .into_iter()
+            .map(|x| {
+                let x = norm.forward(x);
+                let s = x.dims()[1];
+                let x = if all_logits { x } else { x.narrow(1, s - 1, 1) };
+                x.squeeze_dim(0)
+            })
+            .collect();
+        drop(norm);
+        let logits = match &self.lm_head {
+            Some(head) => {
+                let head = weights.load(head)?;
+                xs.into_iter().map(|x| linear(&head, x)).collect()
+            }
+            // Tied: the embedding is loaded again for the head, the pass's last layer.
+            None => {
+                let embed = weights.load(&self.model.embed_tokens)?;
+                xs.into_iter()
+                    .map(|x| blocks::matmul_transposed(x, &embed.weight))
+                    .collect()
+            }
+        };
+        for (ids, cache) in seqs.iter_mut() {
+            cache.advance(ids.len());
+        }
+        weights.end_pass();
+        Ok(logits)
+    }
+}
+
 impl CausalLm for Llama {
     fn forward_tokens<W: Weights>(
         &self,
@@ -464,37 +533,16 @@ impl CausalLm for Llama {
         cache: &mut KvCache,
         all_logits: bool,
     ) -> Result<Tensor<2>> {
-        check_ids(ids, self.config.vocab_size)?;
-        let device = device_of(self)?;
-        let (start, s) = (cache.len(), ids.len());
-        let rope = Rope::new(
-            self.config.head_dim(),
-            self.config.rope_theta,
-            self.config.rope_scaling()?.as_ref(),
-        )
-        .tables(start, s, &device);
+        let mut logits = self.forward_seqs(weights, &mut [(ids, cache)], all_logits)?;
+        Ok(logits.remove(0))
+    }
 
-        // Only this step's rows of the embedding: read by range when the table is not in memory.
-        let rows: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
-        let mut x: Tensor<3> = weights
-            .rows(&self.model.embed_tokens.weight, &rows)?
-            .unsqueeze();
-        for (i, block) in self.model.layers.iter().enumerate() {
-            x = weights.load(block)?.forward(x, &rope, cache, i);
-        }
-        x = weights.load(&self.model.norm)?.forward(x);
-        if !all_logits {
-            x = x.narrow(1, s - 1, 1);
-        }
-        let x: Tensor<2> = x.squeeze_dim(0);
-        let logits = match &self.lm_head {
-            Some(head) => linear(&*weights.load(head)?, x),
-            // Tied: the embedding is loaded again for the head, the pass's last layer.
-            None => blocks::matmul_transposed(x, &weights.load(&self.model.embed_tokens)?.weight),
-        };
-        cache.advance(s);
-        weights.end_pass();
-        Ok(logits)
+    fn forward_many<W: Weights>(
+        &self,
+        weights: &W,
+        seqs: &mut [(&[u32], &mut KvCache)],
+    ) -> Result<Vec<Tensor<2>>> {
+        self.forward_seqs(weights, seqs, false)
     }
 
     fn new_cache(&self) -> KvCache {

@@ -4,12 +4,14 @@
 //! Each architecture is one file ([`bert`], [`llama`], [`gpt2`]) holding its config, skeleton,
 //! forward pass and its [`arch::Architecture`]; [`arch`] is the registry that finds a store's.
 //! Decoders share [`decoder`] (the KV cache, RoPE, attention), [`generate`] (the generation loop
-//! over any [`generate::CausalLm`]) and [`sampling`]; [`tokenizer`] reads a store's
+//! over any [`generate::CausalLm`]), [`batch`] (many sequences per weight pass) and
+//! [`sampling`]; [`tokenizer`] reads a store's
 //! `tokenizer.json` and decodes generated text as it comes; [`chat`] renders the store's chat
 //! template. [`synth`] writes seeded synthetic checkpoints of any size, with the tensors
 //! each architecture's skeleton has.
 
 pub mod arch;
+pub mod batch;
 pub mod bert;
 pub mod chat;
 pub mod decoder;
