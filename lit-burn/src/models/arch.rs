@@ -124,6 +124,18 @@ pub trait Decoder: Send {
         on_token: &mut dyn FnMut(u32),
     ) -> Result<Generation>;
 
+    /// Generates a continuation of every prompt, `in_flight` at a time, each weight pass
+    /// serving all of them ([`crate::models::batch::generate_many`]); `on_done` gets each
+    /// prompt's index and generation as it finishes.
+    fn generate_many(
+        &self,
+        streamer: &Streamer,
+        prompts: &[Vec<u32>],
+        options: &GenerateOptions,
+        in_flight: usize,
+        on_done: &mut dyn FnMut(usize, Generation) -> Result<()>,
+    ) -> Result<()>;
+
     /// Tokens that end generation.
     fn stop_tokens(&self) -> Vec<u32>;
 }
@@ -155,6 +167,17 @@ impl<M: CausalLm> Decoder for M {
         let (whole, _) = load_module(self, &paths, &layers, load)?;
         drop(layers);
         generate_with(&Resident, &whole, prompt, options, on_token)
+    }
+
+    fn generate_many(
+        &self,
+        streamer: &Streamer,
+        prompts: &[Vec<u32>],
+        options: &GenerateOptions,
+        in_flight: usize,
+        on_done: &mut dyn FnMut(usize, Generation) -> Result<()>,
+    ) -> Result<()> {
+        super::batch::generate_many(streamer, self, prompts, options, in_flight, on_done)
     }
 
     fn stop_tokens(&self) -> Vec<u32> {

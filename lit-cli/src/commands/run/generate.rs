@@ -25,8 +25,18 @@ pub(crate) struct Args {
     pub(crate) common: super::Common,
     /// The prompt (tokenized with the store's tokenizer.json), or comma-separated token ids with
     /// `--ids`.
-    #[arg(long)]
-    pub(crate) prompt: String,
+    #[arg(long, required_unless_present = "prompts")]
+    pub(crate) prompt: Option<String>,
+    /// A file of prompts, one per line (comma-separated token ids with `--ids`), all generated
+    /// `--batch` at a time: each pass through the model serves every sequence in flight, so a
+    /// streamed model is read once per step of all of them. Stdout is one JSON object per
+    /// prompt, in the file's order: `{"index", "tokens", "text"}`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "plain", "events", "print_ids"])]
+    pub(crate) prompts: Option<std::path::PathBuf>,
+    /// Sequences generated together with `--prompts` (a finished one's slot takes the next
+    /// prompt).
+    #[arg(long, default_value_t = 8, value_parser = super::super::at_least_one)]
+    pub(crate) batch: usize,
     /// Treat the prompt as comma-separated token ids.
     #[arg(long)]
     pub(crate) ids: bool,
@@ -78,8 +88,7 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
     };
     let shown = || super::super::shown(&args.common.store);
     let mut stop = Vec::new();
-    let prompt = match &tokenizer {
-        _ if args.ids => parse_ids(&args.prompt)?,
+    let template = match &tokenizer {
         Some(t) if args.chat => {
             let template = ChatTemplate::from_store(source.as_ref())?.with_context(|| {
                 format!(
@@ -88,17 +97,32 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
                     shown()
                 )
             })?;
-            let text = template
-                .render(&[ChatMessage::user(args.prompt.as_str())], true)
-                .with_context(|| format!("the chat template of {}", shown()))?;
             stop = token_ids_of(t, &template.stop_strings());
-            encode_chat(t, &text)?
+            Some(template)
         }
-        Some(t) => encode(t, &args.prompt)?,
-        None => anyhow::bail!(
-            "{} has no tokenizer.json: pass token ids with --ids (e.g. --prompt 1,2,3 --ids)",
-            shown()
-        ),
+        _ => None,
+    };
+    // A prompt's token ids, as the flags say.
+    let ids_of = |text: &str| -> anyhow::Result<Vec<u32>> {
+        match (&tokenizer, &template) {
+            _ if args.ids => parse_ids(text),
+            (Some(t), Some(template)) => {
+                let text = template
+                    .render(&[ChatMessage::user(text)], true)
+                    .with_context(|| format!("the chat template of {}", shown()))?;
+                Ok(encode_chat(t, &text)?)
+            }
+            (Some(t), None) => Ok(encode(t, text)?),
+            (None, _) => anyhow::bail!(
+                "{} has no tokenizer.json: pass token ids with --ids (e.g. --prompt 1,2,3 --ids)",
+                shown()
+            ),
+        }
+    };
+    let prompt = match (&args.prompts, &args.prompt) {
+        (Some(_), _) => Vec::new(),
+        (None, Some(p)) => ids_of(p)?,
+        (None, None) => anyhow::bail!("--prompt or --prompts is needed"),
     };
     let first_compute = Arc::new(RunObserver::new(opened, args.events.is_some()));
     let options = args
@@ -121,6 +145,23 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
         if !eos.contains(&t) {
             eos.push(t);
         }
+    }
+    if let Some(file) = &args.prompts {
+        let prompts = super::prompts::read(file, ids_of)?;
+        let streamer = decoder.streamer(source.clone(), options)?;
+        super::announce_budget(&streamer);
+        let options = GenerateOptions::greedy(args.max_tokens)
+            .with_temperature(args.temperature, args.seed)
+            .with_stop_tokens(eos);
+        return super::prompts::generate(
+            decoder.as_ref(),
+            &streamer,
+            &prompts,
+            &options,
+            args.batch,
+            tokenizer.as_ref(),
+            &args.common,
+        );
     }
     if !args.plain {
         let streamer = decoder.streamer(source.clone(), options)?;

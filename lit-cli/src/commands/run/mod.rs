@@ -4,6 +4,7 @@
 
 mod bert;
 mod generate;
+mod prompts;
 
 use crate::report::RunReport;
 use anyhow::Context;
