@@ -170,7 +170,7 @@ fn row_q6_k(row: &[u8], x: &[f32]) -> f32 {
     for (k, block) in row.chunks_exact(210).enumerate() {
         let (ql, qh, scales) = (&block[..128], &block[128..192], &block[192..208]);
         let d = f16(block, 208);
-        for g in 0..16 {
+        for (g, &sc) in scales.iter().enumerate() {
             let (h, r0) = (g / 8, (g % 8) * 16);
             let lo = &ql[64 * h + r0 % 64..64 * h + r0 % 64 + 16];
             let hi = &qh[32 * h + r0 % 32..32 * h + r0 % 32 + 16];
@@ -197,7 +197,7 @@ fn row_q6_k(row: &[u8], x: &[f32]) -> f32 {
                 bias,
             ));
             let t = _mm256_fmadd_ps(b, load_x(x, at + 8), _mm256_mul_ps(a, load_x(x, at)));
-            let scale = d * f32::from(scales[g] as i8);
+            let scale = d * f32::from(sc as i8);
             acc = _mm256_fmadd_ps(_mm256_set1_ps(scale), t, acc);
         }
     }
