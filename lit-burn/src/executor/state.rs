@@ -57,6 +57,10 @@ pub(crate) struct State {
     /// Position in `plan` of the next layer expected.
     cursor: usize,
     resident_set: HashSet<usize>,
+    /// Every layer the model uses, when the budget holds them all: they then all stay resident
+    /// whatever order a pass loads them in (or whether it loads them: a table whose rows are
+    /// taken may be loaded outside the observed order).
+    everything: Option<Vec<usize>>,
     slots: HashMap<usize, Slot>,
     held: u64,
     peak: u64,
@@ -101,6 +105,7 @@ impl State {
             plan: Vec::new(),
             cursor: 0,
             resident_set: HashSet::new(),
+            everything: None,
             slots: HashMap::new(),
             held: 0,
             peak: 0,
@@ -111,6 +116,10 @@ impl State {
             discarded: 0,
             shutdown: false,
         };
+        let all: u64 = plan.iter().map(|&l| s.sizes[l]).sum();
+        if all <= budget {
+            s.everything = Some(plan.clone());
+        }
         s.set_plan(plan);
         s
     }
@@ -155,8 +164,13 @@ impl State {
 
     /// Uses `plan` from now on, recomputing the resident set and dropping residents outside it.
     fn set_plan(&mut self, plan: Vec<usize>) {
-        let k = resident_prefix(&plan, &self.sizes, self.budget);
-        self.resident_set = plan[..k].iter().copied().collect();
+        self.resident_set = match &self.everything {
+            Some(all) => all.iter().copied().collect(),
+            None => {
+                let k = resident_prefix(&plan, &self.sizes, self.budget);
+                plan[..k].iter().copied().collect()
+            }
+        };
         self.plan = plan;
         self.cursor = 0;
         let evict: Vec<usize> = self
@@ -318,7 +332,7 @@ impl State {
 
     /// Whether every layer of the plan stays resident (the budget holds the whole model).
     pub(crate) fn keeps_everything(&self) -> bool {
-        self.plan.iter().all(|l| self.resident_set.contains(l))
+        self.everything.is_some()
     }
 
     fn count_read(&mut self, bytes: u64) {
