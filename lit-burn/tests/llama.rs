@@ -142,8 +142,13 @@ fn embedding_rows_are_read_by_range() {
         let m = Llama::from_source(source.as_ref(), &device).unwrap();
         let options = LlamaArch.stream_options(source.as_ref(), StreamOptions::default());
         let largest = source.manifest().largest_layer_bytes();
-        let streamer =
-            Streamer::new(source.clone(), &m, options.clone().with_budget(largest)).unwrap();
+        // No prefetch: nothing reads the table before the rows are asked for.
+        let streamer = Streamer::new(
+            source.clone(),
+            &m,
+            options.clone().with_budget(largest).with_prefetch(0),
+        )
+        .unwrap();
         let table = &m.model.embed_tokens.weight;
         let ids = [5usize, 1, 5, 2, 40];
         let got = streamer.rows(table, &ids).unwrap().into_data();

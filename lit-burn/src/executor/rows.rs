@@ -36,13 +36,19 @@ impl Inner {
             return Ok(None);
         }
         let held = {
-            let s = self.lock();
-            match s.layer_data(entry.layer) {
+            let mut s = self.lock();
+            match s.resident_data(entry.layer) {
                 Some(data) => Some(data),
+                // A budget that keeps the whole model: the table is loaded once (a prefetched
+                // copy too), then stays resident.
                 None if s.keeps_everything() => return Ok(None),
-                None => None,
+                // Prefetched (the first pass follows the manifest's order): used here and given
+                // back, or it would hold its bytes until a load that may never come.
+                None => s.take_prefetched(entry.layer),
             }
         };
+        // Budget given back wakes a waiting load or prefetch.
+        self.cond.notify_all();
         let manifest = self.source.manifest();
         let tensor = &manifest.layers[entry.layer].tensors[entry.tensor];
         let [rows, cols] = [entry.shape[0], entry.shape[1]];

@@ -322,11 +322,28 @@ impl State {
         self.passes.last_mut().expect("pass").bytes_read += bytes;
     }
 
-    /// `layer`'s bytes if they are in memory (resident, or prefetched: left for its load).
-    pub(crate) fn layer_data(&self, layer: usize) -> Option<LayerData> {
+    /// `layer`'s bytes if they are resident.
+    pub(crate) fn resident_data(&self, layer: usize) -> Option<LayerData> {
         match self.slots.get(&layer) {
-            Some(Slot::Resident(data, _) | Slot::Ready(data)) => Some(data.clone()),
+            Some(Slot::Resident(data, _)) => Some(data.clone()),
             _ => None,
+        }
+    }
+
+    /// `layer`'s prefetched bytes, taken out of the streamer (counted as read, their budget
+    /// given back): the caller uses them once, and a later load reads the layer again.
+    pub(crate) fn take_prefetched(&mut self, layer: usize) -> Option<LayerData> {
+        match self.slots.remove(&layer) {
+            Some(Slot::Ready(data)) => {
+                self.count_read(self.read_sizes[layer]);
+                self.release(self.sizes[layer]);
+                Some(data)
+            }
+            Some(other) => {
+                self.slots.insert(layer, other);
+                None
+            }
+            None => None,
         }
     }
 
