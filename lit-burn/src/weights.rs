@@ -2,7 +2,7 @@
 //! already in memory ([`Resident`]). Models are written once against [`Weights`] and run either way.
 
 use crate::blocks;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::executor::{Loaded, Streamer};
 use burn::module::{Module, Param};
 use burn::tensor::Tensor;
@@ -70,8 +70,6 @@ impl Weights for Resident {
     }
 
     fn rows(&self, weight: &Param<Tensor<2>>, ids: &[usize]) -> Result<Tensor<2>> {
-        blocks::rows(weight, ids).ok_or_else(|| {
-            Error::InvalidArgument(format!("a row id of {ids:?} is outside the table"))
-        })
+        blocks::rows(weight, ids)
     }
 }

@@ -6,7 +6,7 @@
 //!   can use it, but a layer then holds its blocks *and* ~4–7× their size in floats, and a
 //!   streamed layer is decoded again on every pass;
 //! - [`Step::Blocks`](crate::Step::Blocks): kept as a [`BlockMatrix`] over the layer's bytes (no
-//!   copy). [`crate::models::linear::linear`], [`embedding`] and [`matmul_transposed`] compute on
+//!   copy). [`crate::models::linear::linear`], [`rows`] and [`matmul_transposed`] compute on
 //!   the blocks (dot products on the blocks for a few rows of activations; a tile decoded at a
 //!   time for many), so a layer costs its stored bytes and nothing is decoded ahead.
 //!
@@ -281,62 +281,31 @@ pub fn matmul_transposed<const D: usize>(x: Tensor<D>, weight: &Param<Tensor<2>>
 }
 
 /// Rows `ids` of a 2-D table `weight` (`[rows, cols]`), `[ids.len(), cols]`: only those rows
-/// are decoded when the table holds blocks. `None` when an id is not a row.
-pub fn rows(weight: &Param<Tensor<2>>, ids: &[usize]) -> Option<Tensor<2>> {
+/// are decoded when the table holds blocks. An error when an id is not a row.
+pub fn rows(weight: &Param<Tensor<2>>, ids: &[usize]) -> crate::Result<Tensor<2>> {
     let [rows, cols] = weight.lazy_shape().dims();
-    if ids.iter().any(|&r| r >= rows) {
-        return None;
+    if let Some(bad) = ids.iter().find(|&&r| r >= rows) {
+        return Err(crate::Error::InvalidArgument(format!(
+            "row {bad} of a table of {rows} rows"
+        )));
     }
-    match of(weight) {
+    Ok(match of(weight) {
         Some(blocks) if !blocks.transposed => {
-            let values = blocks.matrix.decode_rows(ids)?;
-            let device = weight.lazy_device();
-            Some(Tensor::from_data(
+            // Every id is a row (checked above), so decoding cannot fail.
+            let values = blocks.matrix.decode_rows(ids).unwrap_or_default();
+            Tensor::from_data(
                 TensorData::new(values, [ids.len(), cols]),
-                &device,
-            ))
+                &weight.lazy_device(),
+            )
         }
         _ => {
             let table = weight.val();
             let index: Vec<i64> = ids.iter().map(|&r| r as i64).collect();
             let index =
                 Tensor::<1, Int>::from_data(TensorData::new(index, [ids.len()]), &table.device());
-            Some(table.select(0, index))
+            table.select(0, index)
         }
-    }
-}
-
-/// The rows `ids` (`[batch, seq]`) of an embedding table `weight` (`[vocab, hidden]`): only those
-/// rows are decoded when the table holds blocks. `None` when an id is not a row.
-pub fn embedding(weight: &Param<Tensor<2>>, ids: Tensor<2, Int>) -> Option<Tensor<3>> {
-    let [b, s] = ids.dims();
-    let ids_data = ids.to_data();
-    let rows: Vec<usize> = ids_data
-        .iter::<i64>()
-        .map(|i| usize::try_from(i).unwrap_or(usize::MAX))
-        .collect();
-    match of(weight) {
-        Some(blocks) if !blocks.transposed => {
-            let values = blocks.matrix.decode_rows(&rows)?;
-            let [_, hidden] = blocks.matrix.shape();
-            Some(Tensor::from_data(
-                TensorData::new(values, [b, s, hidden]),
-                &ids.device(),
-            ))
-        }
-        _ => {
-            let [vocab, hidden] = weight.lazy_shape().dims();
-            if rows.iter().any(|&r| r >= vocab) {
-                return None;
-            }
-            Some(
-                weight
-                    .val()
-                    .select(0, ids.reshape([b * s]))
-                    .reshape([b, s, hidden]),
-            )
-        }
-    }
+    })
 }
 
 #[cfg(test)]

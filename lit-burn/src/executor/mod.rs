@@ -311,9 +311,7 @@ impl Streamer {
         // Loaded without counting in the pass's order: the model loads the table again later in
         // the pass (a tied head), and that is where it belongs.
         let loaded = self.inner.load_observed(weight, false)?;
-        crate::blocks::rows(&loaded, ids).ok_or_else(|| {
-            Error::InvalidArgument(format!("a row id of {ids:?} is outside the table"))
-        })
+        crate::blocks::rows(&loaded, ids)
     }
 
     /// Loads `module`, runs `f` on it, and releases it.

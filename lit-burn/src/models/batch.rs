@@ -9,12 +9,12 @@
 //! outputs are the same, token for token and logit for logit.
 
 use super::decoder::KvCache;
-use super::generate::{CausalLm, GenerateOptions, Generation, to_rows};
+use super::generate::{CausalLm, GenerateOptions, Generation, check_positions, to_rows};
 use super::rng::Rng;
 use super::sampling::sample;
 use crate::error::{Error, Result};
 use crate::weights::Weights;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// One sequence being generated.
 struct Slot {
@@ -56,7 +56,7 @@ pub fn generate_many<M: CausalLm, W: Weights>(
             let Some((index, prompt)) = queue.next() else {
                 break;
             };
-            let out = empty_generation();
+            let out = Generation::default();
             if options.max_tokens == 0 {
                 on_done(index, out)?;
                 continue;
@@ -119,25 +119,6 @@ fn check_prompt<M: CausalLm>(
     if prompt.is_empty() {
         return Err(Error::InvalidArgument(format!("prompt {i} has no tokens")));
     }
-    if let Some(max) = model.max_positions()
-        && prompt.len() + options.max_tokens > max + 1
-    {
-        return Err(Error::InvalidArgument(format!(
-            "prompt {i}: {} tokens + {} new ones exceed the model's {max} positions",
-            prompt.len(),
-            options.max_tokens
-        )));
-    }
-    Ok(())
-}
-
-fn empty_generation() -> Generation {
-    Generation {
-        tokens: Vec::new(),
-        prompt_logits: None,
-        last_logits: Vec::new(),
-        prefill: Duration::ZERO,
-        steps: Vec::new(),
-        kv_cache_bytes: 0,
-    }
+    check_positions(model, prompt.len(), options)
+        .map_err(|why| Error::InvalidArgument(format!("prompt {i}: {why}")))
 }

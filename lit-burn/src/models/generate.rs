@@ -101,7 +101,7 @@ impl GenerateOptions {
 }
 
 /// What [`generate`] produced.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Generation {
     /// Generated ids (the prompt not included).
     pub tokens: Vec<u32>,
@@ -158,25 +158,10 @@ pub fn generate_with<M: CausalLm, W: Weights>(
     options: &GenerateOptions,
     mut on_token: impl FnMut(u32),
 ) -> Result<Generation> {
-    if let Some(max) = model.max_positions()
-        && prompt.len() + options.max_tokens > max + 1
-    {
-        return Err(Error::InvalidArgument(format!(
-            "{} prompt tokens + {} new ones exceed the model's {max} positions",
-            prompt.len(),
-            options.max_tokens
-        )));
-    }
+    check_positions(model, prompt.len(), options).map_err(Error::InvalidArgument)?;
     let mut rng = Rng::new(options.seed);
     let mut cache = model.new_cache();
-    let mut out = Generation {
-        tokens: Vec::new(),
-        prompt_logits: None,
-        last_logits: Vec::new(),
-        prefill: Duration::ZERO,
-        steps: Vec::new(),
-        kv_cache_bytes: 0,
-    };
+    let mut out = Generation::default();
     if options.max_tokens == 0 && !options.keep_prompt_logits {
         return Ok(out);
     }
@@ -204,6 +189,22 @@ pub fn generate_with<M: CausalLm, W: Weights>(
     out.last_logits = last;
     out.kv_cache_bytes = cache.bytes();
     Ok(out)
+}
+
+/// Why a prompt of `prompt_len` tokens cannot take `options.max_tokens` more within the model's
+/// positions, if it cannot.
+pub(crate) fn check_positions<M: CausalLm>(
+    model: &M,
+    prompt_len: usize,
+    options: &GenerateOptions,
+) -> std::result::Result<(), String> {
+    match model.max_positions() {
+        Some(max) if prompt_len + options.max_tokens > max + 1 => Err(format!(
+            "{prompt_len} prompt tokens + {} new ones exceed the model's {max} positions",
+            options.max_tokens
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Logits of every position of `ids` (`[ids.len()][vocab]`), in one pass with a fresh cache.

@@ -6,7 +6,7 @@ use anyhow::Context;
 use lit_burn::Streamer;
 use lit_burn::models::arch::Decoder;
 use lit_burn::models::generate::{GenerateOptions, Generation};
-use lit_burn::models::tokenizer::{TextStream, Tokenizer};
+use lit_burn::models::tokenizer::{Tokenizer, decode};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -104,20 +104,7 @@ fn print(
 ) -> anyhow::Result<()> {
     let mut line = serde_json::json!({ "index": index, "tokens": g.tokens });
     if let Some(t) = tokenizer {
-        let mut stream = TextStream::new(t);
-        let mut text = String::new();
-        for &id in &g.tokens {
-            text.push_str(
-                &stream
-                    .push(id)
-                    .context("cannot decode the generated tokens")?,
-            );
-        }
-        text.push_str(
-            &stream
-                .finish()
-                .context("cannot decode the generated tokens")?,
-        );
+        let text = decode(t, &g.tokens).context("cannot decode the generated tokens")?;
         line["text"] = text.into();
     }
     writeln!(out, "{line}")?;
