@@ -119,7 +119,7 @@ impl SpillTier {
     }
 
     /// Takes `bytes` of the memory budget if they fit.
-    fn reserve(&self, bytes: u64) -> bool {
+    pub(crate) fn reserve(&self, bytes: u64) -> bool {
         let mut s = self.lock();
         if s.in_memory.saturating_add(bytes) > self.shared.budget {
             return false;
@@ -129,12 +129,24 @@ impl SpillTier {
         true
     }
 
-    fn release(&self, bytes: u64) {
+    /// Counts one tensor of `bytes` written to disk.
+    pub(crate) fn count_spilled(&self, bytes: u64) {
+        let mut s = self.lock();
+        s.stats.tensors_spilled += 1;
+        s.stats.bytes_spilled += bytes;
+    }
+
+    /// Counts `bytes` read back from disk.
+    pub(crate) fn count_read_back(&self, bytes: u64) {
+        self.lock().stats.bytes_read_back += bytes;
+    }
+
+    pub(crate) fn release(&self, bytes: u64) {
         let mut s = self.lock();
         s.in_memory = s.in_memory.saturating_sub(bytes);
     }
 
-    fn error(&self, what: String, source: std::io::Error) -> Error {
+    pub(crate) fn error(&self, what: String, source: std::io::Error) -> Error {
         Error::Spill {
             dir: self.shared.dir.clone(),
             what,
@@ -225,11 +237,7 @@ impl<const D: usize> Activations<D> {
         })?;
         let len = bytes.len() as u64;
         *end += len;
-        {
-            let mut s = self.tier.lock();
-            s.stats.tensors_spilled += 1;
-            s.stats.bytes_spilled += len;
-        }
+        self.tier.count_spilled(len);
         self.slots.push_back(Slot::Disk {
             offset,
             len,
@@ -272,7 +280,7 @@ impl<const D: usize> Activations<D> {
         let mut buf = vec![0u8; len as usize];
         file.read_exact_at(&mut buf, offset)
             .map_err(|e| self.tier.error(format!("reading back {len} bytes"), e))?;
-        self.tier.lock().stats.bytes_read_back += len;
+        self.tier.count_read_back(len);
         let data = TensorData::from_bytes_vec(buf, shape, dtype);
         Ok(Tensor::from_data(data, (device, dtype)))
     }

@@ -21,6 +21,7 @@
 //! from the config), a unit struct implementing [`Architecture`], and (for a decoder)
 //! [`CausalLm`]; then list the struct in [`architectures`].
 
+use super::batch::{BatchOptions, Prompt};
 use super::generate::{CausalLm, GenerateOptions, Generation, generate_with};
 use super::synth::SynthConfig;
 use crate::error::{Error, Result};
@@ -124,15 +125,14 @@ pub trait Decoder: Send {
         on_token: &mut dyn FnMut(u32),
     ) -> Result<Generation>;
 
-    /// Generates a continuation of every prompt, `in_flight` at a time, each weight pass
-    /// serving all of them ([`crate::models::batch::generate_many`]); `on_done` gets each
-    /// prompt's index and generation as it finishes.
+    /// Generates a continuation of every prompt (each with its options), `batch.in_flight` at a
+    /// time, each weight pass serving all of them ([`crate::models::batch::generate_each`]);
+    /// `on_done` gets each prompt's index and generation as it finishes.
     fn generate_many(
         &self,
         streamer: &Streamer,
-        prompts: &[Vec<u32>],
-        options: &GenerateOptions,
-        in_flight: usize,
+        prompts: &[Prompt],
+        batch: &BatchOptions,
         on_done: &mut dyn FnMut(usize, Generation) -> Result<()>,
     ) -> Result<()>;
 
@@ -172,12 +172,11 @@ impl<M: CausalLm> Decoder for M {
     fn generate_many(
         &self,
         streamer: &Streamer,
-        prompts: &[Vec<u32>],
-        options: &GenerateOptions,
-        in_flight: usize,
+        prompts: &[Prompt],
+        batch: &BatchOptions,
         on_done: &mut dyn FnMut(usize, Generation) -> Result<()>,
     ) -> Result<()> {
-        super::batch::generate_many(streamer, self, prompts, options, in_flight, on_done)
+        super::batch::generate_each(streamer, self, prompts, batch, on_done)
     }
 
     fn stop_tokens(&self) -> Vec<u32> {

@@ -5,20 +5,25 @@
 //! the caller and its slot taken by the next prompt, whose prompt pass shares the others' step.
 //!
 //! Each sequence keeps its own KV cache, positions and sampler (seeded as a lone run is), and
-//! computes exactly what [`generate`](super::generate::generate) computes for it alone: the
-//! outputs are the same, token for token and logit for logit.
+//! computes what [`generate`](super::generate::generate) computes for it alone: the same tokens,
+//! and logits that differ only by the order of the sums in the matrix products its rows share
+//! with the others'. The caches of all the sequences can share a memory budget and spill to disk
+//! beyond it ([`BatchOptions::with_kv_tier`], [`super::kv`]), so the number of sequences in
+//! flight is bounded by the disk rather than by memory.
 
 use super::decoder::KvCache;
 use super::generate::{CausalLm, GenerateOptions, Generation, check_positions, to_rows};
 use super::rng::Rng;
 use super::sampling::sample;
 use crate::error::{Error, Result};
+use crate::layer_major::SpillTier;
 use crate::weights::Weights;
 use std::time::Instant;
 
 /// One sequence being generated.
-struct Slot {
+struct Slot<'a> {
     index: usize,
+    options: &'a GenerateOptions,
     /// Ids for its next pass: the prompt, then the last token chosen.
     input: Vec<u32>,
     cache: KvCache,
@@ -27,45 +32,107 @@ struct Slot {
     done: bool,
 }
 
-/// Generates a continuation of every prompt of `prompts`, `in_flight` at a time (at least one),
-/// calling `on_done(index, generation)` as each finishes (not in input order: a short one
-/// finishes first). `options` apply to each (`keep_prompt_logits` is not supported here).
-///
-/// A [`Generation`]'s times are those of the shared passes its tokens came from.
+/// How [`generate_many`] runs its sequences.
+#[derive(Debug, Clone)]
+pub struct BatchOptions {
+    /// Sequences generated together (at least one).
+    pub in_flight: usize,
+    /// Where the sequences' keys and values live: `None` in memory without a limit, else in
+    /// this tier's memory budget and on its disk beyond it.
+    pub kv_tier: Option<SpillTier>,
+}
+
+impl BatchOptions {
+    /// `in_flight` sequences together, their caches in memory.
+    pub fn new(in_flight: usize) -> Self {
+        BatchOptions {
+            in_flight,
+            kv_tier: None,
+        }
+    }
+
+    /// The sequences' keys and values share `tier`'s memory budget and spill to its directory.
+    pub fn with_kv_tier(mut self, tier: SpillTier) -> Self {
+        self.kv_tier = Some(tier);
+        self
+    }
+}
+
+impl From<usize> for BatchOptions {
+    fn from(in_flight: usize) -> Self {
+        Self::new(in_flight)
+    }
+}
+
+/// One prompt for [`generate_each`]: its ids and its own options.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// How to generate its continuation.
+    pub options: GenerateOptions,
+}
+
+/// Generates a continuation of every prompt of `prompts`, with `options` for each, as
+/// [`generate_each`] does.
 pub fn generate_many<M: CausalLm, W: Weights>(
     weights: &W,
     model: &M,
     prompts: &[Vec<u32>],
     options: &GenerateOptions,
-    in_flight: usize,
+    batch: impl Into<BatchOptions>,
+    on_done: impl FnMut(usize, Generation) -> Result<()>,
+) -> Result<()> {
+    let prompts: Vec<Prompt> = prompts
+        .iter()
+        .map(|ids| Prompt {
+            ids: ids.clone(),
+            options: options.clone(),
+        })
+        .collect();
+    generate_each(weights, model, &prompts, &batch.into(), on_done)
+}
+
+/// Generates a continuation of every prompt of `prompts`, each with its own options,
+/// `batch.in_flight` at a time, calling `on_done(index, generation)` as each finishes (not in
+/// input order: a short one finishes first). `keep_prompt_logits` is not supported here.
+///
+/// A [`Generation`]'s times are those of the shared passes its tokens came from. Every prompt
+/// is checked before anything runs.
+pub fn generate_each<M: CausalLm, W: Weights>(
+    weights: &W,
+    model: &M,
+    prompts: &[Prompt],
+    batch: &BatchOptions,
     mut on_done: impl FnMut(usize, Generation) -> Result<()>,
 ) -> Result<()> {
-    if options.keep_prompt_logits {
-        return Err(Error::InvalidArgument(
-            "generating many sequences does not keep prompt logits".into(),
-        ));
-    }
     for (i, p) in prompts.iter().enumerate() {
-        check_prompt(model, i, p, options)?;
+        if p.options.keep_prompt_logits {
+            return Err(Error::InvalidArgument(
+                "generating many sequences does not keep prompt logits".into(),
+            ));
+        }
+        check_prompt(model, i, &p.ids, &p.options)?;
     }
     let mut queue = prompts.iter().enumerate();
-    let mut active: Vec<Slot> = Vec::new();
+    let mut active: Vec<Slot<'_>> = Vec::new();
     loop {
         // Fill the free slots from the queue.
-        while active.len() < in_flight.max(1) {
+        while active.len() < batch.in_flight.max(1) {
             let Some((index, prompt)) = queue.next() else {
                 break;
             };
             let out = Generation::default();
-            if options.max_tokens == 0 {
+            if prompt.options.max_tokens == 0 {
                 on_done(index, out)?;
                 continue;
             }
             active.push(Slot {
                 index,
-                input: prompt.clone(),
-                cache: model.new_cache(),
-                rng: Rng::new(options.seed),
+                input: prompt.ids.clone(),
+                cache: model.new_cache().with_tier(batch.kv_tier.as_ref()),
+                rng: Rng::new(prompt.options.seed),
+                options: &prompt.options,
                 out,
                 done: false,
             });
@@ -89,6 +156,7 @@ pub fn generate_many<M: CausalLm, W: Weights>(
             } else {
                 slot.out.steps.push(took);
             }
+            let options = slot.options;
             let next = sample(&last, options.temperature, &mut slot.rng);
             slot.out.tokens.push(next);
             slot.out.last_logits = last;

@@ -1,4 +1,4 @@
-//! What the decoders share: the [`KvCache`], rotary position embeddings ([`Rope`]), causal
+//! What the decoders share: the [`KvCache`] (from [`super::kv`]), rotary position embeddings ([`Rope`]), causal
 //! (grouped-query) attention, and their `f32` compute ([`with_f32_compute`]). How weights arrive
 //! ([`Weights`], [`Resident`]) is [`crate::weights`], re-exported here.
 
@@ -9,75 +9,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, FloatDType, Tensor, TensorData};
 use lit_core::{DType, WeightSource};
 
+pub use super::kv::KvCache;
 pub use crate::weights::{Held, Resident, Weights};
-
-/// Keys and values of every layer for the positions processed so far. It lives outside the
-/// model, so it stays while the weights stream through.
-#[derive(Debug, Clone)]
-pub struct KvCache {
-    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
-    len: usize,
-}
-
-impl KvCache {
-    /// An empty cache for `n_layers` layers.
-    pub fn new(n_layers: usize) -> Self {
-        KvCache {
-            layers: vec![None; n_layers],
-            len: 0,
-        }
-    }
-
-    /// Positions cached (the position of the next token).
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether nothing is cached yet.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Forgets everything.
-    pub fn clear(&mut self) {
-        self.layers.iter_mut().for_each(|l| *l = None);
-        self.len = 0;
-    }
-
-    /// Bytes the cached keys and values take.
-    pub fn bytes(&self) -> u64 {
-        self.layers
-            .iter()
-            .flatten()
-            .map(|(k, v)| {
-                (k.shape().num_elements() * k.dtype().size()
-                    + v.shape().num_elements() * v.dtype().size()) as u64
-            })
-            .sum()
-    }
-
-    /// Appends `k`, `v` (`[batch, kv_heads, new, head_dim]`) to layer `layer`; returns the whole
-    /// keys and values of that layer.
-    pub(crate) fn append(
-        &mut self,
-        layer: usize,
-        k: Tensor<4>,
-        v: Tensor<4>,
-    ) -> (Tensor<4>, Tensor<4>) {
-        let slot = &mut self.layers[layer];
-        let (k, v) = match slot.take() {
-            None => (k, v),
-            Some((ck, cv)) => (Tensor::cat(vec![ck, k], 2), Tensor::cat(vec![cv, v], 2)),
-        };
-        *slot = Some((k.clone(), v.clone()));
-        (k, v)
-    }
-
-    /// Records that a pass over `n` new positions finished.
-    pub(crate) fn advance(&mut self, n: usize) {
-        self.len += n;
-    }
-}
 
 /// How RoPE frequencies are rescaled (`rope_scaling` in a Hugging Face config).
 #[derive(Debug, Clone, PartialEq)]

@@ -6,6 +6,7 @@ use super::arch::{Architecture, Decoder, Task};
 use super::decoder::{KvCache, check_ids, token_ids, with_f32_compute};
 use super::generate::CausalLm;
 use super::linear::linear;
+use super::packed::{Seq, logit_rows, per_sequence, split_logits};
 use super::synth::{SynthConfig, best_by_depth, vocab_for};
 use crate::blocks;
 use crate::error::{Error, Result};
@@ -245,27 +246,37 @@ impl Gpt2Block {
         }
     }
 
-    /// Runs the block on `x` (`[1, s, n_embd]`), appending its keys/values to `cache`.
-    pub fn forward(&self, x: Tensor<3>, cache: &mut KvCache, layer: usize) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(self.ln_1.forward(x), cache, layer);
-        x.clone() + self.mlp.forward(self.ln_2.forward(x))
+    /// Runs the block on sequences packed along the rows of `x` (`[1, Σ len, n_embd]`): norms,
+    /// projections and MLP once on all the rows, attention on each sequence's rows with its own
+    /// cache.
+    pub fn forward(&self, x: Tensor<3>, seqs: &mut [Seq<'_>], layer: usize) -> Result<Tensor<3>> {
+        let a = self
+            .attn
+            .forward(self.ln_1.forward(x.clone()), seqs, layer)?;
+        let x = x + a;
+        Ok(x.clone() + self.mlp.forward(self.ln_2.forward(x)))
     }
 }
 
 impl Gpt2Attention {
-    fn forward(&self, x: Tensor<3>, cache: &mut KvCache, layer: usize) -> Tensor<3> {
-        let [b, s, h] = x.dims();
+    /// Attention on packed sequences (see [`Gpt2Block::forward`]).
+    fn forward(&self, x: Tensor<3>, seqs: &mut [Seq<'_>], layer: usize) -> Result<Tensor<3>> {
+        let h = x.dims()[2];
         let hd = h / self.n_head;
         let qkv = linear(&self.c_attn, x);
-        let part = |j: usize| {
-            qkv.clone()
-                .narrow(2, j * h, h)
-                .reshape([b, s, self.n_head, hd])
-                .swap_dims(1, 2)
-        };
-        let (k, v) = cache.append(layer, part(1), part(2));
-        let ctx = super::decoder::causal_attention(part(0), k, v, self.scale);
-        linear(&self.c_proj, ctx.swap_dims(1, 2).reshape([b, s, h]))
+        let ctx = per_sequence(qkv, seqs, |seq, qkv| {
+            let s = seq.len;
+            let part = |j: usize| {
+                qkv.clone()
+                    .narrow(2, j * h, h)
+                    .reshape([1, s, self.n_head, hd])
+                    .swap_dims(1, 2)
+            };
+            let (k, v) = seq.cache.append(layer, part(1), part(2))?;
+            let ctx = super::decoder::causal_attention(part(0), k, v, self.scale);
+            Ok(ctx.swap_dims(1, 2).reshape([1, s, h]))
+        })?;
+        Ok(linear(&self.c_proj, ctx))
     }
 }
 
@@ -338,16 +349,18 @@ impl Gpt2 {
 
 impl Gpt2 {
     /// Runs each sequence of `seqs` (`(ids, cache)`: positions `cache.len()..`) through the
-    /// model in one weight pass: each submodule is loaded once and applied to every sequence in
-    /// turn. Returns each sequence's logits (every position with `all_logits`, else its last).
+    /// model in one weight pass: each submodule is loaded once and applied to the rows of all the
+    /// sequences at once ([`super::packed`]), attention to each with its own cache. Returns each
+    /// sequence's logits (every position with `all_logits`, else its last).
     fn forward_seqs<W: Weights>(
         &self,
         weights: &W,
         seqs: &mut [(&[u32], &mut KvCache)],
         all_logits: bool,
     ) -> Result<Vec<Tensor<2>>> {
-        let mut xs: Vec<Tensor<3>> = Vec::with_capacity(seqs.len());
-        for (ids, cache) in seqs.iter() {
+        let (mut tokens, mut positions) = (Vec::new(), Vec::new());
+        let mut packed = Vec::with_capacity(seqs.len());
+        for (ids, cache) in seqs.iter_mut() {
             check_ids(ids, self.config.vocab_size)?;
             let (start, s) = (cache.len(), ids.len());
             if start + s > self.config.n_positions {
@@ -357,43 +370,33 @@ impl Gpt2 {
                     self.config.n_positions
                 )));
             }
-            // Only this step's rows of the embeddings: read by range when a table is not in
-            // memory.
-            let tokens: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
-            let positions: Vec<usize> = (start..start + s).collect();
-            let x = weights.rows(&self.wte.weight, &tokens)?
-                + weights.rows(&self.wpe.weight, &positions)?;
-            xs.push(x.unsqueeze());
+            tokens.extend(ids.iter().map(|&i| i as usize));
+            positions.extend(start..start + s);
+            packed.push(Seq {
+                len: s,
+                rope: None,
+                cache,
+            });
         }
+        let lens: Vec<usize> = packed.iter().map(|s| s.len).collect();
+        // Only this step's rows of the embeddings: read by range when a table is not in memory.
+        let x = weights.rows(&self.wte.weight, &tokens)?
+            + weights.rows(&self.wpe.weight, &positions)?;
+        let mut x = x.unsqueeze::<3>();
         for (i, block) in self.h.iter().enumerate() {
             let block = weights.load(block)?;
-            for (x, (_, cache)) in xs.iter_mut().zip(seqs.iter_mut()) {
-                *x = block.forward(x.clone(), cache, i);
-            }
+            x = block.forward(x, &mut packed, i)?;
         }
         let ln_f = weights.load(&self.ln_f)?;
-        let xs: Vec<Tensor<2>> = xs
-            .into_iter()
-            .map(|x| {
-                let x = ln_f.forward(x);
-                let s = x.dims()[1];
-                let x = if all_logits { x } else { x.narrow(1, s - 1, 1) };
-                x.squeeze_dim(0)
-            })
-            .collect();
+        let x = logit_rows(ln_f.forward(x), &lens, all_logits);
         drop(ln_f);
         // The head is tied to `wte`, loaded again as the pass's last layer.
-        let wte = weights.load(&self.wte)?;
-        let logits = xs
-            .into_iter()
-            .map(|x| blocks::matmul_transposed(x, &wte.weight))
-            .collect();
-        drop(wte);
-        for (ids, cache) in seqs.iter_mut() {
-            cache.advance(ids.len());
+        let logits = blocks::matmul_transposed(x, &weights.load(&self.wte)?.weight);
+        for seq in packed {
+            seq.cache.advance(seq.len);
         }
         weights.end_pass();
-        Ok(logits)
+        Ok(split_logits(logits, &lens, all_logits))
     }
 }
 

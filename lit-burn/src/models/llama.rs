@@ -20,11 +20,11 @@
 
 use super::arch::{Architecture, Decoder, Task};
 use super::decoder::{
-    KvCache, Rope, RopeScaling, RopeTables, causal_attention, check_ids, device_of, token_ids,
-    with_f32_compute,
+    KvCache, Rope, RopeScaling, causal_attention, check_ids, device_of, token_ids, with_f32_compute,
 };
 use super::generate::CausalLm;
 use super::linear::linear;
+use super::packed::{Seq, logit_rows, per_sequence, split_logits};
 use super::synth::{SynthConfig, best_by_depth, vocab_for};
 use crate::blocks;
 use crate::error::{Error, Result};
@@ -366,42 +366,49 @@ impl LlamaBlock {
         }
     }
 
-    /// Runs the block on `x` (`[1, s, hidden]`), appending this layer's keys/values to `cache`.
-    pub fn forward(
-        &self,
-        x: Tensor<3>,
-        rope: &RopeTables,
-        cache: &mut KvCache,
-        layer: usize,
-    ) -> Tensor<3> {
+    /// Runs the block on sequences packed along the rows of `x` (`[1, Σ len, hidden]`): norms,
+    /// projections and MLP once on all the rows, attention on each sequence's rows with its own
+    /// positions and cache.
+    pub fn forward(&self, x: Tensor<3>, seqs: &mut [Seq<'_>], layer: usize) -> Result<Tensor<3>> {
         let h = self
             .self_attn
-            .forward(self.input_layernorm.forward(x.clone()), rope, cache, layer);
+            .forward(self.input_layernorm.forward(x.clone()), seqs, layer)?;
         let x = x + h;
         let m = self
             .mlp
             .forward(self.post_attention_layernorm.forward(x.clone()));
-        x + m
+        Ok(x + m)
     }
 }
 
 impl LlamaAttention {
-    fn forward(
-        &self,
-        x: Tensor<3>,
-        rope: &RopeTables,
-        cache: &mut KvCache,
-        layer: usize,
-    ) -> Tensor<3> {
-        let [b, s, _] = x.dims();
+    /// Attention on packed sequences (see [`LlamaBlock::forward`]).
+    fn forward(&self, x: Tensor<3>, seqs: &mut [Seq<'_>], layer: usize) -> Result<Tensor<3>> {
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, hd]).swap_dims(1, 2);
-        let q = rope.apply(heads(linear(&self.q_proj, x.clone()), nh));
-        let k = rope.apply(heads(linear(&self.k_proj, x.clone()), nkv));
-        let v = heads(linear(&self.v_proj, x), nkv);
-        let (k, v) = cache.append(layer, k, v);
-        let ctx = causal_attention(q, k, v, 1.0 / (hd as f64).sqrt());
-        linear(&self.o_proj, ctx.swap_dims(1, 2).reshape([b, s, nh * hd]))
+        let q = linear(&self.q_proj, x.clone());
+        let k = linear(&self.k_proj, x.clone());
+        let v = linear(&self.v_proj, x);
+        let qkv = Tensor::cat(vec![q, k, v], 2);
+        let ctx = per_sequence(qkv, seqs, |seq, qkv| {
+            let s = seq.len;
+            let part = |at: usize, n: usize| {
+                qkv.clone()
+                    .narrow(2, at * hd, n * hd)
+                    .reshape([1, s, n, hd])
+                    .swap_dims(1, 2)
+            };
+            let rope = seq
+                .rope
+                .as_ref()
+                .expect("a Llama sequence has rotary tables");
+            let q = rope.apply(part(0, nh));
+            let k = rope.apply(part(nh, nkv));
+            let v = part(nh + nkv, nkv);
+            let (k, v) = seq.cache.append(layer, k, v)?;
+            let ctx = causal_attention(q, k, v, 1.0 / (hd as f64).sqrt());
+            Ok(ctx.swap_dims(1, 2).reshape([1, s, nh * hd]))
+        })?;
+        Ok(linear(&self.o_proj, ctx))
     }
 }
 
@@ -458,9 +465,9 @@ impl Llama {
 
 impl Llama {
     /// Runs each sequence of `seqs` (`(ids, cache)`: positions `cache.len()..`) through the
-    /// model in one weight pass: each submodule is loaded once and applied to every sequence in
-    /// turn, each with its own positions and cache. Returns each sequence's logits (every
-    /// position with `all_logits`, else its last).
+    /// model in one weight pass: each submodule is loaded once and applied to the rows of all the
+    /// sequences at once ([`super::packed`]), attention to each with its own positions and
+    /// cache. Returns each sequence's logits (every position with `all_logits`, else its last).
     fn forward_seqs<W: Weights>(
         &self,
         weights: &W,
@@ -473,55 +480,40 @@ impl Llama {
             self.config.rope_theta,
             self.config.rope_scaling()?.as_ref(),
         );
-        let mut tables = Vec::with_capacity(seqs.len());
-        let mut xs: Vec<Tensor<3>> = Vec::with_capacity(seqs.len());
-        for (ids, cache) in seqs.iter() {
+        let mut rows = Vec::new();
+        let mut packed = Vec::with_capacity(seqs.len());
+        for (ids, cache) in seqs.iter_mut() {
             check_ids(ids, self.config.vocab_size)?;
-            tables.push(rope.tables(cache.len(), ids.len(), &device));
-            // Only this step's rows of the embedding: read by range when the table is not in
-            // memory.
-            let rows: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
-            xs.push(
-                weights
-                    .rows(&self.model.embed_tokens.weight, &rows)?
-                    .unsqueeze(),
-            );
+            rows.extend(ids.iter().map(|&i| i as usize));
+            packed.push(Seq {
+                len: ids.len(),
+                rope: Some(rope.tables(cache.len(), ids.len(), &device)),
+                cache,
+            });
         }
+        let lens: Vec<usize> = packed.iter().map(|s| s.len).collect();
+        // Only this step's rows of the embedding: read by range when the table is not in
+        // memory.
+        let mut x = weights
+            .rows(&self.model.embed_tokens.weight, &rows)?
+            .unsqueeze::<3>();
         for (i, block) in self.model.layers.iter().enumerate() {
             let block = weights.load(block)?;
-            for ((x, (_, cache)), rope) in xs.iter_mut().zip(seqs.iter_mut()).zip(&tables) {
-                *x = block.forward(x.clone(), rope, cache, i);
-            }
+            x = block.forward(x, &mut packed, i)?;
         }
         let norm = weights.load(&self.model.norm)?;
-        let xs: Vec<Tensor<2>> = xs
-            .into_iter()
-            .map(|x| {
-                let x = norm.forward(x);
-                let s = x.dims()[1];
-                let x = if all_logits { x } else { x.narrow(1, s - 1, 1) };
-                x.squeeze_dim(0)
-            })
-            .collect();
+        let x = logit_rows(norm.forward(x), &lens, all_logits);
         drop(norm);
         let logits = match &self.lm_head {
-            Some(head) => {
-                let head = weights.load(head)?;
-                xs.into_iter().map(|x| linear(&head, x)).collect()
-            }
+            Some(head) => linear(&*weights.load(head)?, x),
             // Tied: the embedding is loaded again for the head, the pass's last layer.
-            None => {
-                let embed = weights.load(&self.model.embed_tokens)?;
-                xs.into_iter()
-                    .map(|x| blocks::matmul_transposed(x, &embed.weight))
-                    .collect()
-            }
+            None => blocks::matmul_transposed(x, &weights.load(&self.model.embed_tokens)?.weight),
         };
-        for (ids, cache) in seqs.iter_mut() {
-            cache.advance(ids.len());
+        for seq in packed {
+            seq.cache.advance(seq.len);
         }
         weights.end_pass();
-        Ok(logits)
+        Ok(split_logits(logits, &lens, all_logits))
     }
 }
 

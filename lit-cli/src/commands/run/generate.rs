@@ -7,6 +7,7 @@
 
 use crate::report::RunReport;
 use anyhow::Context;
+use lit_burn::Budget;
 use lit_burn::models::arch::architecture_named;
 use lit_burn::models::chat::{ChatMessage, ChatTemplate};
 use lit_burn::models::generate::{GenerateOptions, Generation};
@@ -29,14 +30,25 @@ pub(crate) struct Args {
     pub(crate) prompt: Option<String>,
     /// A file of prompts, one per line (comma-separated token ids with `--ids`), all generated
     /// `--batch` at a time: each pass through the model serves every sequence in flight, so a
-    /// streamed model is read once per step of all of them. Stdout is one JSON object per
-    /// prompt, in the file's order: `{"index", "tokens", "text"}`.
+    /// streamed model is read once per step of all of them. A line may instead be a JSON object
+    /// with its own options: `{"prompt": "…", "max_tokens": 8, "temperature": 0.7, "seed": 1}`
+    /// (or `"ids": [1, 2]` for the prompt). Stdout is one JSON object per prompt, in the file's
+    /// order: `{"index", "tokens", "text"}`.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["prompt", "plain", "events", "print_ids"])]
     pub(crate) prompts: Option<std::path::PathBuf>,
     /// Sequences generated together with `--prompts` (a finished one's slot takes the next
     /// prompt).
     #[arg(long, default_value_t = 8, value_parser = super::super::at_least_one)]
     pub(crate) batch: usize,
+    /// Memory for the keys and values of the sequences of `--prompts`: a size, `all` (no
+    /// limit) or `auto` (half the memory left beside the weights' budget). Beyond it a layer's
+    /// keys and values go to a file in `--kv-dir` and are read back when the layer runs.
+    #[arg(long, value_name = "SIZE|all|auto", default_value = "auto", value_parser = super::parse_budget)]
+    pub(crate) kv_budget: Budget,
+    /// Directory for the keys and values beyond `--kv-budget` (anonymous files, gone when lit
+    /// exits). Default: the system's temporary directory.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) kv_dir: Option<std::path::PathBuf>,
     /// Treat the prompt as comma-separated token ids.
     #[arg(long)]
     pub(crate) ids: bool,
@@ -147,18 +159,23 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(file) = &args.prompts {
-        let prompts = super::prompts::read(file, ids_of)?;
-        let streamer = decoder.streamer(source.clone(), options)?;
-        super::announce_budget(&streamer);
-        let options = GenerateOptions::greedy(args.max_tokens)
+        let generate = GenerateOptions::greedy(args.max_tokens)
             .with_temperature(args.temperature, args.seed)
             .with_stop_tokens(eos);
+        let prompts = super::prompts::read(file, &generate, ids_of)?;
+        let streamer = decoder.streamer(source.clone(), options)?;
+        super::announce_budget(&streamer);
+        let batch = super::prompts::batch_options(
+            args.batch,
+            args.kv_budget,
+            args.kv_dir.as_deref(),
+            &streamer,
+        )?;
         return super::prompts::generate(
             decoder.as_ref(),
             &streamer,
             &prompts,
-            &options,
-            args.batch,
+            &batch,
             tokenizer.as_ref(),
             &args.common,
         );

@@ -108,7 +108,7 @@ pub(crate) fn announce_budget(streamer: &Streamer) {
 }
 
 /// `--budget`: a size, `all` or `auto`.
-fn parse_budget(s: &str) -> Result<Budget, String> {
+pub(crate) fn parse_budget(s: &str) -> Result<Budget, String> {
     match s.trim().to_ascii_lowercase().as_str() {
         "all" => Ok(Budget::All),
         "auto" => Ok(Budget::Auto),
