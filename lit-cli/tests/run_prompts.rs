@@ -122,3 +122,166 @@ fn bad_prompt_files_are_refused_naming_the_file_and_line() {
     assert!(stderr(&out).contains("prompt 1:"), "{}", stderr(&out));
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
 }
+
+/// Tokens of each JSON line of `out`'s stdout.
+fn tokens_of(out: &std::process::Output) -> Vec<Vec<u64>> {
+    stdout(out)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_u64().unwrap())
+                .collect()
+        })
+        .collect()
+}
+
+/// A lone `--prompt` run's ids with `flags`.
+fn alone(store: &Path, prompt: &str, flags: &[&str]) -> Vec<u64> {
+    let mut args = vec!["run", "llama", s(store), "--ids", "--prompt", prompt];
+    args.extend_from_slice(flags);
+    let out = lit(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+        .trim()
+        .split(',')
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn json_lines_carry_their_own_options_and_spilled_keys_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path());
+    let file = dir.path().join("prompts.jsonl");
+    std::fs::write(
+        &file,
+        "{\"ids\": [1, 17, 5, 63], \"max_tokens\": 3}\n\
+         3,4\n\
+         {\"ids\": [8, 8, 8, 1], \"temperature\": 0.8, \"seed\": 4}\n\
+         {\"ids\": [50, 2], \"max_tokens\": 9}\n",
+    )
+    .unwrap();
+    let kv_dir = dir.path().join("kv");
+    std::fs::create_dir(&kv_dir).unwrap();
+    let run = |kv: &[&str]| {
+        let mut args = vec![
+            "run",
+            "llama",
+            s(&store),
+            "--ids",
+            "--prompts",
+            s(&file),
+            "--batch",
+            "3",
+            "--max-tokens",
+            "5",
+        ];
+        args.extend_from_slice(kv);
+        let out = lit(&args);
+        assert!(out.status.success(), "{}", stderr(&out));
+        out
+    };
+    let in_memory = run(&["--kv-budget", "all"]);
+    let got = tokens_of(&in_memory);
+    assert_eq!(got[0], alone(&store, "1,17,5,63", &["--max-tokens", "3"]));
+    assert_eq!(got[1], alone(&store, "3,4", &["--max-tokens", "5"]));
+    let sampled = ["--max-tokens", "5", "--temperature", "0.8", "--seed", "4"];
+    assert_eq!(got[2], alone(&store, "8,8,8,1", &sampled));
+    assert_eq!(got[3], alone(&store, "50,2", &["--max-tokens", "9"]));
+    // Keys and values on disk beyond 1 KiB: the same output.
+    let spilled = run(&["--kv-budget", "1KiB", "--kv-dir", s(&kv_dir)]);
+    assert_eq!(stdout(&spilled), stdout(&in_memory));
+    assert!(
+        stderr(&spilled).contains("keys and values:") && stderr(&spilled).contains("read back"),
+        "{}",
+        stderr(&spilled)
+    );
+    assert_eq!(std::fs::read_dir(&kv_dir).unwrap().count(), 0, "no files left");
+    // Bad lines and a directory that cannot take spill files.
+    for (line, want) in [
+        ("{\"ids\": [1], \"temperature\": -1}", "temperature must be"),
+        ("{\"ids\": [1], \"prompt\": \"a\"}", "either"),
+        ("{\"ids\": [1], \"max_token\": 3}", "line 1: not a prompt object"),
+        ("{\"ids\": []}", "line 1: the prompt has no tokens"),
+    ] {
+        let bad = dir.path().join("bad.jsonl");
+        std::fs::write(&bad, format!("{line}\n")).unwrap();
+        let out = lit(&["run", "llama", s(&store), "--ids", "--prompts", s(&bad)]);
+        assert!(!out.status.success(), "{line}");
+        assert!(stderr(&out).contains(want), "{line}: {}", stderr(&out));
+    }
+    let missing = dir.path().join("no-such-dir");
+    let out = lit(&[
+        "run",
+        "llama",
+        s(&store),
+        "--ids",
+        "--prompts",
+        s(&file),
+        "--kv-dir",
+        s(&missing),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--kv-dir") && stderr(&out).contains("no-such-dir"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A spill file that cannot grow (a file size limit standing in for a full disk): a clear
+/// error naming the directory, and the prompts finished before it are on stdout.
+#[test]
+fn a_full_kv_disk_is_a_clear_error_and_finished_outputs_are_kept() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    let store = synth(dir.path());
+    let file = dir.path().join("prompts.jsonl");
+    std::fs::write(
+        &file,
+        "{\"ids\": [1, 17, 5, 63], \"max_tokens\": 1}\n{\"ids\": [3, 4], \"max_tokens\": 200}\n",
+    )
+    .unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lit"));
+    cmd.args([
+        "run",
+        "llama",
+        s(&store),
+        "--ids",
+        "--prompts",
+        s(&file),
+        "--batch",
+        "1",
+        "--kv-budget",
+        "0",
+        "--kv-dir",
+        s(dir.path()),
+    ]);
+    // SAFETY: only async-signal-safe calls between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Writes past 64 KiB fail with EFBIG instead of raising SIGXFSZ.
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            let limit = libc::rlimit {
+                rlim_cur: 64 << 10,
+                rlim_max: 64 << 10,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(!out.status.success(), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("writing") && err.contains("keys and values") && err.contains(s(dir.path())),
+        "{err}"
+    );
+    assert_eq!(tokens_of(&out).len(), 1, "the first prompt's result is kept");
+}
