@@ -20,12 +20,13 @@ use crate::paths::ParamPaths;
 use crate::plan::{LoadPlan, PlanRules, Step};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::{
-    AllocationProperty, Bool, Bytes, DType as BurnDType, FloatDType, Int, Tensor, TensorData,
+    AllocationProperty, Bool, Bytes, DType as BurnDType, Device, FloatDType, Int, Tensor,
+    TensorData,
 };
 use lit_core::quant::{self, QuantError, QuantScheme};
 use lit_core::{DType, LayerData, LayerEntry};
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex, RwLock};
 
 /// How [`load_module`] reads tensors.
 #[derive(Debug, Clone)]
@@ -418,6 +419,25 @@ pub(crate) fn wrap_bytes(bytes: bytes::Bytes, dtype: DType) -> (Bytes, bool) {
     }
 }
 
+/// Whether `param`'s load mapper transposes the tensor it is given, found with a tiny probe
+/// once per parameter (a streamed model fills its block weights on every pass).
+fn mapper_transposes<const D: usize>(param: &Param<Tensor<D>>, device: &Device) -> bool {
+    static SEEN: LazyLock<RwLock<HashMap<ParamId, bool>>> = LazyLock::new(Default::default);
+    if let Some(t) = SEEN.read().ok().and_then(|m| m.get(&param.id).copied()) {
+        return t;
+    }
+    let mut probe = [1usize; D];
+    probe[D - 1] = 2;
+    let mapped = param
+        .clone()
+        .transform_for_load(Tensor::<D>::zeros(probe, device), param.id);
+    let transposes = mapped.val().dims()[D - 1] != 2;
+    if let Ok(mut m) = SEEN.write() {
+        m.insert(param.id, transposes);
+    }
+    transposes
+}
+
 impl Filler<'_> {
     /// `param` filled with its blocks when the plan keeps them ([`Step::Blocks`]); `Err` gives
     /// the parameter back otherwise.
@@ -456,12 +476,7 @@ impl Filler<'_> {
         // plan's layout and again by the parameter's own load mapper (`LinearLayout::Col`),
         // which a tiny probe reveals.
         let device = param.lazy_device();
-        let mut probe = [1usize; D];
-        probe[D - 1] = 2;
-        let mapped = param
-            .clone()
-            .transform_for_load(Tensor::<D>::zeros(probe, &device), param.id);
-        let mapper_transposes = mapped.val().dims()[D - 1] != 2;
+        let mapper_transposes = mapper_transposes(&param, &device);
         let transposed = (entry.layout == Layout::Transposed) != mapper_transposes;
         let shape = if transposed {
             vec![cols, rows]

@@ -200,12 +200,19 @@ fn json_lines_carry_their_own_options_and_spilled_keys_change_nothing() {
         "{}",
         stderr(&spilled)
     );
-    assert_eq!(std::fs::read_dir(&kv_dir).unwrap().count(), 0, "no files left");
+    assert_eq!(
+        std::fs::read_dir(&kv_dir).unwrap().count(),
+        0,
+        "no files left"
+    );
     // Bad lines and a directory that cannot take spill files.
     for (line, want) in [
         ("{\"ids\": [1], \"temperature\": -1}", "temperature must be"),
         ("{\"ids\": [1], \"prompt\": \"a\"}", "either"),
-        ("{\"ids\": [1], \"max_token\": 3}", "line 1: not a prompt object"),
+        (
+            "{\"ids\": [1], \"max_token\": 3}",
+            "line 1: not a prompt object",
+        ),
         ("{\"ids\": []}", "line 1: the prompt has no tokens"),
     ] {
         let bad = dir.path().join("bad.jsonl");
@@ -283,5 +290,9 @@ fn a_full_kv_disk_is_a_clear_error_and_finished_outputs_are_kept() {
         err.contains("writing") && err.contains("keys and values") && err.contains(s(dir.path())),
         "{err}"
     );
-    assert_eq!(tokens_of(&out).len(), 1, "the first prompt's result is kept");
+    assert_eq!(
+        tokens_of(&out).len(),
+        1,
+        "the first prompt's result is kept"
+    );
 }
