@@ -171,8 +171,9 @@ fn streamed_equals_resident_bit_for_bit() {
     assert_eq!(again, expected);
     eprintln!("resident: {resident_ms:.1} ms per batch of {}", texts.len());
 
-    // The embeddings layer is the largest (47 MiB); encoder layers are 7 MiB each.
-    for budget in [embeddings + 2 * layer, embeddings] {
+    // The embeddings layer is the largest (47 MiB); encoder layers are 7 MiB each. Below the
+    // embeddings layer its tables are read by rows and the layer held without them.
+    for budget in [embeddings + 2 * layer, embeddings, 2 * layer, layer] {
         for prefetch in [0, 1, 3] {
             let options = StreamOptions::default()
                 .with_budget(budget)
@@ -190,7 +191,13 @@ fn streamed_equals_resident_bit_for_bit() {
             }
             let stats = streamed.streamer().stats();
             assert!(stats.peak_bytes_held <= budget, "{stats:?}");
-            assert!(stats.passes.last().unwrap().bytes_read > 0, "{stats:?}");
+            // Read at least once (the layers besides the tables may then stay resident).
+            assert!(stats.passes.iter().any(|p| p.bytes_read > 0), "{stats:?}");
+            let read = stats.passes.last().unwrap().bytes_read;
+            if budget < embeddings {
+                // The encoder layers and the rows of this batch's tokens, not the tables.
+                assert!(read < 6 * layer + embeddings / 8, "{read} bytes a pass");
+            }
         }
     }
     assert!(is_lazy(resident.model()));
@@ -315,4 +322,28 @@ fn layer_major_corpus_equals_batched_embedding_with_spilling() {
     let stats = streamed.streamer().stats();
     assert_eq!(stats.passes.len(), 1, "{stats:?}");
     assert_eq!(stats.passes[0].loads, 7, "{stats:?}");
+
+    // At 16 MiB, a third of the embeddings layer: its tables are read by rows, never held.
+    let budget = 16 << 20;
+    let small = embedder(&source, StreamOptions::default().with_budget(budget));
+    let got = small.embed_layer_major(&tokens, &tier).unwrap();
+    let worst = got
+        .iter()
+        .flatten()
+        .zip(expected.iter().flatten())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-6, "16 MiB: largest difference {worst}");
+    let stats = small.streamer().stats();
+    assert!(stats.peak_bytes_held <= budget, "{stats:?}");
+    // Loading the whole embeddings module is refused with the table named.
+    let err = small
+        .streamer()
+        .load(&small.model().embeddings)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("embeddings.word_embeddings.weight") && err.contains("rows"),
+        "{err}"
+    );
 }

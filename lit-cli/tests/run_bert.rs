@@ -110,11 +110,26 @@ fn run_bert_embeds_texts_under_a_budget() {
         assert!(dot(p, v) > 1.0 - 1e-5);
     }
 
-    // A budget below the largest layer (the 47 MiB embeddings) is a clear error.
-    let out = lit(&["run", "bert", store_s, "--budget", "16MiB", "hello"]);
+    // 16 MiB, a third of the largest layer (the 47 MiB embeddings): the embedding tables are
+    // read by rows and never held, the encoder layers (7 MiB) stream; the same vectors.
+    let mut args = vec!["run", "bert", store_s, "--budget", "16MiB"];
+    args.extend(texts);
+    let out = lit(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let small: Vec<Vec<f32>> = stdout(&out)
+        .lines()
+        .map(|l| l.split(' ').map(|x| x.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(small.len(), 3);
+    for (p, v) in small.iter().zip(&vectors) {
+        assert!(dot(p, v) > 1.0 - 1e-5);
+    }
+
+    // A budget below the largest encoder layer is a clear error naming it.
+    let out = lit(&["run", "bert", store_s, "--budget", "4MiB", "hello"]);
     assert!(!out.status.success());
     assert!(
-        stderr(&out).contains("too small") && stderr(&out).contains("embeddings"),
+        stderr(&out).contains("too small") && stderr(&out).contains("encoder.layer"),
         "{}",
         stderr(&out)
     );

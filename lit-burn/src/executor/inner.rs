@@ -24,6 +24,9 @@ pub(crate) struct Inner {
     pub(crate) budget: u64,
     pub(crate) budget_choice: super::BudgetChoice,
     pub(crate) device: Option<Device>,
+    /// Per layer, the tensors it is read and held without (tables read only by rows; see
+    /// [`super::StreamOptions::rows_only`]); empty for a layer read whole.
+    pub(crate) parts: Vec<Vec<usize>>,
     pub(crate) state: Mutex<State>,
     pub(crate) cond: Condvar,
 }
@@ -42,21 +45,82 @@ impl Inner {
         self.observer.on_event(&event);
     }
 
-    /// Reads layer `index` from the source, with events.
+    /// Reads layer `index` from the source, with events: whole, or without its tables read
+    /// only by rows.
     fn fetch(&self, index: usize) -> lit_core::Result<LayerData> {
-        let bytes = self.source.manifest().layers[index].byte_len;
+        let layer = &self.source.manifest().layers[index];
+        let without = &self.parts[index];
+        let bytes = layer.byte_len - without.iter().map(|&t| layer.tensors[t].len).sum::<u64>();
         self.emit(Event::FetchStarted {
             index,
             bytes,
             at: Instant::now(),
         });
-        let result = futures::executor::block_on(self.source.read_layer(index));
+        let result = if without.is_empty() {
+            futures::executor::block_on(self.source.read_layer(index))
+        } else {
+            self.fetch_part(index, without)
+        };
         self.emit(Event::FetchFinished {
             index,
             bytes: if result.is_ok() { bytes } else { 0 },
             at: Instant::now(),
         });
         result
+    }
+
+    /// Layer `index` without tensors `without`: the others read by range, all in flight
+    /// together, into one buffer (each at a 64-byte aligned offset); the tensors left out have
+    /// no bytes (offset and length 0). Checked for length only: the layer's checksum covers the
+    /// whole object.
+    fn fetch_part(&self, index: usize, without: &[usize]) -> lit_core::Result<LayerData> {
+        let mut entry = self.source.manifest().layers[index].clone();
+        let keep: Vec<usize> = (0..entry.tensors.len())
+            .filter(|t| !without.contains(t))
+            .collect();
+        let reads = keep.iter().map(|&t| {
+            let e = &entry.tensors[t];
+            self.source
+                .read_range(lit_core::ObjectId::Layer(index), e.offset..e.offset + e.len)
+        });
+        let chunks = futures::executor::block_on(futures::future::try_join_all(reads))?;
+        let mut buf: Vec<u8> = Vec::new();
+        for (&t, chunk) in keep.iter().zip(&chunks) {
+            let e = &mut entry.tensors[t];
+            if chunk.len() as u64 != e.len {
+                return Err(lit_core::Error::LengthMismatch {
+                    layer: format!("{} (tensor `{}`)", entry.name, e.name),
+                    key: entry.key.clone(),
+                    expected: e.len,
+                    actual: chunk.len() as u64,
+                });
+            }
+            buf.resize(buf.len().next_multiple_of(64), 0);
+            e.offset = buf.len() as u64;
+            buf.extend_from_slice(chunk);
+        }
+        for &t in without {
+            let e = &mut entry.tensors[t];
+            e.offset = 0;
+            e.len = 0;
+        }
+        entry.byte_len = buf.len() as u64;
+        Ok(LayerData {
+            index,
+            entry,
+            bytes: bytes::Bytes::from(buf),
+        })
+    }
+
+    /// The first parameter of `ids` whose tensor a layer is held without (a table read only
+    /// by rows), by store name.
+    fn rows_only_in(&self, ids: &[ParamId]) -> Option<String> {
+        ids.iter().find_map(|id| {
+            let entry = self.plan.get(id)?;
+            self.parts[entry.layer]
+                .contains(&entry.tensor)
+                .then(|| entry.name.clone())
+        })
     }
 
     pub(crate) fn prefetch_loop(&self) {
@@ -112,6 +176,12 @@ impl Inner {
         observe: bool,
     ) -> Result<Loaded<M>> {
         let (ids, need) = self.layers_of(module)?;
+        if let Some(name) = self.rows_only_in(&ids) {
+            return Err(Error::InvalidArgument(format!(
+                "`{name}` is read only by rows under this budget (StreamOptions::rows_only): \
+                 take its rows with Streamer::rows instead of loading it"
+            )));
+        }
         let manifest = self.source.manifest();
         // In held bytes (converted copies included), as the budget counts them.
         let need_bytes: u64 = {

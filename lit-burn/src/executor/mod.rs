@@ -68,6 +68,11 @@ pub struct StreamOptions {
     /// Store tensors whose layers the model keeps loaded through a whole pass (a tied embedding
     /// used again by the head): the least budget is their layers plus the largest other layer.
     pub held_through_pass: Vec<String>,
+    /// Store tensors the model only reads by rows ([`Streamer::rows`]: an embedding table),
+    /// never loads whole. When the budget cannot keep the whole model, their layers are read
+    /// and held without them (the other tensors by range) and the rows always by range, so a
+    /// table larger than the budget does not stop a model whose other layers fit it.
+    pub rows_only: Vec<String>,
     /// Receives fetch and compute events.
     pub observer: Arc<dyn Observer>,
 }
@@ -79,6 +84,7 @@ impl Default for StreamOptions {
             prefetch: 1,
             load: LoadOptions::default(),
             held_through_pass: Vec::new(),
+            rows_only: Vec::new(),
             observer: Arc::new(NoObserver),
         }
     }
@@ -118,6 +124,13 @@ impl StreamOptions {
     /// [`StreamOptions::held_through_pass`]); unknown names are ignored.
     pub fn with_held_through_pass(mut self, name: impl Into<String>) -> Self {
         self.held_through_pass.push(name.into());
+        self
+    }
+
+    /// Declares that store tensor `name` is only read by rows (see
+    /// [`StreamOptions::rows_only`]); unknown names are ignored.
+    pub fn with_rows_only(mut self, name: impl Into<String>) -> Self {
+        self.rows_only.push(name.into());
         self
     }
 
@@ -187,11 +200,33 @@ impl Streamer {
             (Err(e), _) => return Err(e),
         };
         let used: BTreeSet<usize> = plan.entries().map(|(_, e)| e.layer).collect();
-        let sizes: Vec<u64> = manifest
+        let whole: Vec<u64> = manifest
             .layers
             .iter()
             .enumerate()
             .map(|(i, l)| plan.held_bytes(i, l.byte_len))
+            .collect();
+        // Tables read only by rows, by layer: their layers can be held without them.
+        let mut rows_only: Vec<Vec<usize>> = vec![Vec::new(); manifest.layers.len()];
+        for name in &options.rows_only {
+            if let Some((l, _)) = manifest.find_tensor(name)
+                && let Some(t) = manifest.layers[l]
+                    .tensors
+                    .iter()
+                    .position(|t| &t.name == name)
+                && !rows_only[l].contains(&t)
+            {
+                rows_only[l].push(t);
+            }
+        }
+        let part: Vec<u64> = whole
+            .iter()
+            .zip(&rows_only)
+            .zip(&manifest.layers)
+            .map(|((&w, without), l)| {
+                let tables: u64 = without.iter().map(|&t| l.tensors[t].len).sum();
+                w.saturating_sub(tables)
+            })
             .collect();
         // The least budget: the layers held through each pass, plus the largest other layer.
         let pinned: BTreeSet<usize> = options
@@ -200,17 +235,21 @@ impl Streamer {
             .filter_map(|name| manifest.find_tensor(name).map(|(l, _)| l))
             .filter(|l| used.contains(l))
             .collect();
-        let pinned_bytes: u64 = pinned.iter().map(|&l| sizes[l]).sum();
-        let other = used
-            .iter()
-            .filter(|l| !pinned.contains(l))
-            .max_by_key(|&&l| sizes[l])
-            .copied();
-        let other_bytes = other.map_or(0, |l| sizes[l]);
-        let least = pinned_bytes + other_bytes;
-        let largest = used.iter().map(|&l| sizes[l]).max().unwrap_or(0);
-        let model_bytes = used.iter().map(|&l| sizes[l]).sum();
-        // An automatic budget leaves room to fetch the largest streamed layer ahead.
+        let least_of = |sizes: &[u64]| {
+            let pinned_bytes: u64 = pinned.iter().map(|&l| sizes[l]).sum();
+            let other = used
+                .iter()
+                .filter(|l| !pinned.contains(l))
+                .max_by_key(|&&l| sizes[l])
+                .copied();
+            let other_bytes = other.map_or(0, |l| sizes[l]);
+            (pinned_bytes + other_bytes, other, other_bytes)
+        };
+        let model_bytes: u64 = used.iter().map(|&l| whole[l]).sum();
+        let largest = used.iter().map(|&l| whole[l]).max().unwrap_or(0);
+        // An automatic budget leaves room to fetch the largest streamed layer ahead. Tables read
+        // only by rows lower the least budget only for a budget below the whole model.
+        let (least, _, other_bytes) = least_of(&part);
         let choice = BudgetChoice::for_this_process(
             options.budget,
             model_bytes,
@@ -219,6 +258,13 @@ impl Streamer {
             largest,
         );
         let budget = choice.bytes;
+        let partial = budget < model_bytes && rows_only.iter().any(|t| !t.is_empty());
+        let (sizes, parts) = if partial {
+            (part, rows_only)
+        } else {
+            (whole, vec![Vec::new(); manifest.layers.len()])
+        };
+        let (least, other, _) = least_of(&sizes);
         if least > budget {
             let mut names: Vec<String> = pinned
                 .iter()
@@ -237,7 +283,12 @@ impl Streamer {
             .prefetch
             .min(used.len().saturating_sub(1))
             .min(MAX_PREFETCH_THREADS);
-        let read_sizes = manifest.layers.iter().map(|l| l.byte_len).collect();
+        let read_sizes = manifest
+            .layers
+            .iter()
+            .zip(&parts)
+            .map(|(l, without)| l.byte_len - without.iter().map(|&t| l.tensors[t].len).sum::<u64>())
+            .collect();
         let state = State::new(sizes, used.into_iter().collect(), budget, prefetch)
             .with_read_sizes(read_sizes);
         let inner = Arc::new(Inner {
@@ -248,6 +299,7 @@ impl Streamer {
             budget,
             budget_choice: choice,
             device,
+            parts,
             state: Mutex::new(state),
             cond: Condvar::new(),
         });

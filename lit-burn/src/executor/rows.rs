@@ -35,7 +35,11 @@ impl Inner {
         if entry.layout != Layout::AsStored || entry.shape.len() != 2 {
             return Ok(None);
         }
-        let held = {
+        // A table the layer is held without: always by range.
+        let rows_only = self.parts[entry.layer].contains(&entry.tensor);
+        let held = if rows_only {
+            None
+        } else {
             let mut s = self.lock();
             match s.resident_data(entry.layer) {
                 Some(data) => Some(data),
@@ -75,20 +79,29 @@ impl Inner {
                 _ => runs.push((r, r + 1)),
             }
         }
-        let range = |&(a, b): &(usize, usize)| {
-            let start = tensor.offset + a as u64 * row_bytes;
+        // Rows `a..b` of the tensor at `offset` of its layer's bytes.
+        let range = |offset: u64, &(a, b): &(usize, usize)| {
+            let start = offset + a as u64 * row_bytes;
             start..start + (b - a) as u64 * row_bytes
         };
         let chunks: Vec<bytes::Bytes> = match held {
-            // In memory: sliced out of the layer.
-            Some(data) => runs
-                .iter()
-                .map(|run| {
-                    let r = range(run);
-                    data.bytes.slice(r.start as usize..r.end as usize)
-                })
-                .collect(),
-            None => self.read_runs(entry.layer, runs.iter().map(range).collect())?,
+            // In memory: sliced out of the layer (whose tensors may sit at other offsets than
+            // in the store: a layer held without its tables).
+            Some(data) => {
+                let offset = data.entry.tensors[entry.tensor].offset;
+                runs.iter()
+                    .map(|run| {
+                        // Out of the buffer: a short chunk, refused below by its length.
+                        let r = range(offset, run);
+                        let end = (r.end as usize).min(data.bytes.len());
+                        data.bytes.slice((r.start as usize).min(end)..end)
+                    })
+                    .collect()
+            }
+            None => self.read_runs(
+                entry.layer,
+                runs.iter().map(|run| range(tensor.offset, run)).collect(),
+            )?,
         };
         // The lookup is the layer's compute for this pass (the first of a decoder's pass).
         let index = entry.layer;

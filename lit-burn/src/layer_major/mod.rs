@@ -98,6 +98,22 @@ impl<'w, W: Weights> LayerMajor<'w, W> {
         Ok(out)
     }
 
+    /// [`Self::start`] with a step that can fail (reading rows by range, …): the first error
+    /// ends the stage.
+    pub fn try_start<M: Module, const D: usize>(
+        &self,
+        module: &M,
+        count: usize,
+        mut f: impl FnMut(&M, usize) -> Result<Tensor<D>>,
+    ) -> Result<Activations<D>> {
+        let held = self.weights.load(module)?;
+        let mut out = self.tier.activations();
+        for i in 0..count {
+            out.push(f(&held, i)?)?;
+        }
+        Ok(out)
+    }
+
     /// One stage: loads `module` once and maps every activation of `input` through
     /// `f(module, i, x)`, in order (`i` is the micro-batch's index). The input's tensors are
     /// released (and their spill file removed) as they are consumed.

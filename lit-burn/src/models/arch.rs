@@ -71,7 +71,8 @@ pub trait Architecture: Send + Sync + fmt::Debug {
     fn names(&self, manifest: Option<&Manifest>) -> NameRules;
 
     /// The least weights budget a store of this model runs under: by default its largest layer;
-    /// more when a layer stays loaded for the whole pass (a head tied to the embedding).
+    /// more when a layer stays loaded for the whole pass (a head tied to the embedding), less
+    /// when tables are read only by rows (BERT's embeddings).
     fn min_budget(&self, manifest: &Manifest) -> u64 {
         manifest.largest_layer_bytes()
     }

@@ -31,8 +31,9 @@ pub use embedder::{DEFAULT_BATCH_SIZE, DEFAULT_MAX_LENGTH, SentenceEmbedder};
 
 use super::linear::linear;
 use crate::error::{Error, Result};
-use crate::executor::Streamer;
+use crate::executor::{StreamOptions, Streamer};
 use crate::names::NameRules;
+use crate::weights::Weights;
 use burn::module::Module;
 use burn::nn::{
     Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, LinearLayout,
@@ -321,6 +322,33 @@ impl BertEmbeddings {
             + self.token_type_embeddings.forward(input.type_ids.clone());
         self.layer_norm.forward(x)
     }
+
+    /// The sum of the three lookups for `input`, `[batch, seq, hidden]` before the LayerNorm,
+    /// from this step's rows of the tables ([`Weights::rows`]: read by range when a table is not
+    /// in memory), so the word table never has to be loaded whole.
+    pub fn lookups<W: Weights>(&self, weights: &W, input: &BertInput) -> Result<Tensor<3>> {
+        let [b, s] = input.ids.dims();
+        let rows = |weight, ids: &Tensor<2, Int>| -> Result<Tensor<2>> {
+            let ids: Vec<usize> = ids
+                .to_data()
+                .iter::<i64>()
+                .map(|i| usize::try_from(i).unwrap_or(usize::MAX))
+                .collect();
+            weights.rows(weight, &ids)
+        };
+        let x = rows(&self.word_embeddings.weight, &input.ids)?
+            + rows(&self.position_embeddings.weight, &input.positions)?
+            + rows(&self.token_type_embeddings.weight, &input.type_ids)?;
+        let d = x.dims()[1];
+        Ok(x.reshape([b, s, d]))
+    }
+
+    /// [`Self::forward`] with the weights from `weights`: the lookups by rows, then the
+    /// LayerNorm loaded on its own.
+    pub fn forward_rows<W: Weights>(&self, weights: &W, input: &BertInput) -> Result<Tensor<3>> {
+        let x = self.lookups(weights, input)?;
+        Ok(weights.load(&self.layer_norm)?.forward(x))
+    }
 }
 
 impl BertSelfAttention {
@@ -370,16 +398,37 @@ impl Bert {
 
     /// [`Bert::names`] with the prefix the store uses (`bert.` or none).
     pub fn names_for(manifest: &Manifest) -> NameRules {
+        Self::names(Self::prefix_of(manifest))
+    }
+
+    /// The prefix of the store's tensor names: `bert.` or none.
+    fn prefix_of(manifest: &Manifest) -> &'static str {
         let prefixed = manifest
             .find_tensor("bert.embeddings.word_embeddings.weight")
             .is_some();
-        Self::names(if prefixed { "bert." } else { "" })
+        if prefixed { "bert." } else { "" }
+    }
+
+    /// `options` declaring the store's three embedding tables read only by rows
+    /// ([`StreamOptions::rows_only`]): [`Bert::forward`] takes their rows and never loads them,
+    /// so under a budget below the model the word table (most of a small model) is never held.
+    pub fn rows_only(manifest: &Manifest, mut options: StreamOptions) -> StreamOptions {
+        let prefix = Self::prefix_of(manifest);
+        for table in [
+            "word_embeddings",
+            "position_embeddings",
+            "token_type_embeddings",
+        ] {
+            options = options.with_rows_only(format!("{prefix}embeddings.{table}.weight"));
+        }
+        options
     }
 
     /// The last hidden state `[batch, seq, hidden]`, each submodule loaded through `streamer`
-    /// (the embeddings, then one encoder layer at a time) and released after it runs.
+    /// (the embeddings' rows and LayerNorm, then one encoder layer at a time) and released
+    /// after it runs.
     pub fn forward(&self, streamer: &Streamer, input: &BertInput) -> Result<Tensor<3>> {
-        let mut x = streamer.load(&self.embeddings)?.forward(input);
+        let mut x = self.embeddings.forward_rows(streamer, input)?;
         for layer in &self.encoder.layer {
             x = streamer
                 .load(layer)?
@@ -453,5 +502,25 @@ impl super::arch::Architecture for BertArch {
             Some(m) => Bert::names_for(m),
             None => Bert::names(""),
         }
+    }
+
+    /// The largest layer without the embedding tables, which are read by rows
+    /// ([`Bert::rows_only`]).
+    fn min_budget(&self, manifest: &Manifest) -> u64 {
+        let tables = Bert::rows_only(manifest, StreamOptions::default()).rows_only;
+        manifest
+            .layers
+            .iter()
+            .map(|l| {
+                let rows_only: u64 = l
+                    .tensors
+                    .iter()
+                    .filter(|t| tables.contains(&t.name))
+                    .map(|t| t.len)
+                    .sum();
+                l.byte_len - rows_only
+            })
+            .max()
+            .unwrap_or(0)
     }
 }

@@ -52,7 +52,8 @@ impl SentenceEmbedder {
         let config = BertConfig::from_json(&block_on(source.read_aux("config.json"))?)?;
         let model = config.init(device);
         let names = Bert::names_for(source.manifest());
-        let streamer = Streamer::new(source, &model, options.with_names(names))?;
+        let options = Bert::rows_only(source.manifest(), options.with_names(names));
+        let streamer = Streamer::new(source, &model, options)?;
         Ok(SentenceEmbedder {
             config,
             model,

@@ -37,9 +37,11 @@ impl SentenceEmbedder {
 
         let model = self.model();
         let run = LayerMajor::new(self.streamer(), tier.clone());
-        let hidden = run.start(&model.embeddings, inputs.len(), |e, i| {
-            e.forward(&inputs[i])
+        // The lookups by rows (the word table is never held whole), then its LayerNorm.
+        let lookups = run.try_start(&model.embeddings.layer_norm, inputs.len(), |norm, i| {
+            Ok(norm.forward(model.embeddings.lookups(self.streamer(), &inputs[i])?))
         })?;
+        let hidden = lookups;
         let hidden = run.stages(&model.encoder.layer, hidden, |layer, i, x| {
             layer.forward(x, inputs[i].attention_bias.clone())
         })?;
