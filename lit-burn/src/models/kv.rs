@@ -26,8 +26,8 @@ pub struct KvCache {
 /// One layer's keys and values.
 enum Entry {
     Memory {
-        k: Tensor<4>,
-        v: Tensor<4>,
+        /// Keys and values (boxed: a tensor is large beside a list of segments).
+        kv: Box<(Tensor<4>, Tensor<4>)>,
         /// Bytes reserved in the tier (0 without one).
         reserved: u64,
     },
@@ -140,7 +140,7 @@ impl KvCache {
             .iter()
             .flatten()
             .map(|e| match e {
-                Entry::Memory { k, v, .. } => bytes_of(k) + bytes_of(v),
+                Entry::Memory { kv, .. } => bytes_of(&kv.0) + bytes_of(&kv.1),
                 Entry::Disk(segments) => segments.iter().map(|s| 2 * s.half_bytes()).sum(),
             })
             .sum()
@@ -168,12 +168,9 @@ impl KvCache {
         let new_v = v.clone();
         let (k, v, segments) = match old {
             None => (k, v, Vec::new()),
-            Some(Entry::Memory {
-                k: ck,
-                v: cv,
-                reserved,
-            }) => {
+            Some(Entry::Memory { kv, reserved }) => {
                 self.release_bytes(reserved);
+                let (ck, cv) = *kv;
                 (
                     Tensor::cat(vec![ck, k], 2),
                     Tensor::cat(vec![cv, v], 2),
@@ -210,13 +207,15 @@ impl KvCache {
         new_v: Tensor<4>,
     ) -> Result<Entry> {
         let Some(spill) = &mut self.spill else {
-            return Ok(Entry::Memory { k, v, reserved: 0 });
+            return Ok(Entry::Memory {
+                kv: Box::new((k, v)),
+                reserved: 0,
+            });
         };
         let bytes = bytes_of(&k) + bytes_of(&v);
         if spill.tier.reserve(bytes) {
             return Ok(Entry::Memory {
-                k,
-                v,
+                kv: Box::new((k, v)),
                 reserved: bytes,
             });
         }
