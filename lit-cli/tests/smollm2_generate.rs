@@ -108,6 +108,39 @@ fn smollm2_streams_the_reference_text_and_answers_in_chat() {
         "the text arrives as it is generated, not at once: {chunks:?}"
     );
 
+    // A reader that goes away (`| head -c 1`) stops generation at the next piece of text: a
+    // million tokens would take hours; the process ends as one killed by SIGPIPE would.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lit"))
+        .args([
+            "run",
+            "llama",
+            store,
+            "--prompt",
+            FRANCE,
+            "--max-tokens",
+            "1000000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pipe = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    pipe.read_exact(&mut first).unwrap();
+    drop(pipe);
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed().as_secs() > 120 {
+            let _ = child.kill();
+            panic!("lit kept generating after its reader closed the pipe");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(141), "{status:?}");
+
     let plain = plain.join().unwrap();
     let france = &plain[0];
     assert_eq!(france["generated"].as_array().unwrap().len(), 8, "{france}");

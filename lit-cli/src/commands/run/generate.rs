@@ -318,8 +318,15 @@ fn go(
 fn show(out: &mut impl Write, piece: lit_burn::Result<String>) -> anyhow::Result<()> {
     let piece = piece.context("cannot decode the generated tokens")?;
     if !piece.is_empty() {
-        out.write_all(piece.as_bytes())?;
-        out.flush()?;
+        let written = out.write_all(piece.as_bytes()).and_then(|()| out.flush());
+        if let Err(e) = &written
+            && e.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            // The reader is gone (`| head`): nobody will see the rest, so stop generating now,
+            // with the status a process killed by SIGPIPE has (Rust ignores the signal).
+            std::process::exit(128 + 13);
+        }
+        written?;
     }
     Ok(())
 }
