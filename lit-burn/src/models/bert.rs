@@ -328,14 +328,7 @@ impl BertEmbeddings {
     /// in memory), so the word table never has to be loaded whole.
     pub fn lookups<W: Weights>(&self, weights: &W, input: &BertInput) -> Result<Tensor<3>> {
         let [b, s] = input.ids.dims();
-        let rows = |weight, ids: &Tensor<2, Int>| -> Result<Tensor<2>> {
-            let ids: Vec<usize> = ids
-                .to_data()
-                .iter::<i64>()
-                .map(|i| usize::try_from(i).unwrap_or(usize::MAX))
-                .collect();
-            weights.rows(weight, &ids)
-        };
+        let rows = |weight, ids: &Tensor<2, Int>| weights.rows(weight, &row_ids(ids));
         let x = rows(&self.word_embeddings.weight, &input.ids)?
             + rows(&self.position_embeddings.weight, &input.positions)?
             + rows(&self.token_type_embeddings.weight, &input.type_ids)?;
@@ -343,11 +336,86 @@ impl BertEmbeddings {
         Ok(x.reshape([b, s, d]))
     }
 
+    /// The rows of the three tables that the ids of `inputs` use, each read once (a chunk's
+    /// vocabulary: far fewer rows, and ranged reads, than one lookup per micro-batch).
+    pub fn vocabulary<W: Weights>(
+        &self,
+        weights: &W,
+        inputs: &[BertInput],
+    ) -> Result<EmbeddingRows> {
+        let read = |weight, pick: fn(&BertInput) -> &Tensor<2, Int>| -> Result<TableRows> {
+            let mut ids: Vec<usize> = inputs.iter().flat_map(|i| row_ids(pick(i))).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let rows = weights.rows(weight, &ids)?;
+            Ok(TableRows { ids, rows })
+        };
+        Ok(EmbeddingRows {
+            word: read(&self.word_embeddings.weight, |i| &i.ids)?,
+            position: read(&self.position_embeddings.weight, |i| &i.positions)?,
+            token_type: read(&self.token_type_embeddings.weight, |i| &i.type_ids)?,
+        })
+    }
+
     /// [`Self::forward`] with the weights from `weights`: the lookups by rows, then the
     /// LayerNorm loaded on its own.
     pub fn forward_rows<W: Weights>(&self, weights: &W, input: &BertInput) -> Result<Tensor<3>> {
         let x = self.lookups(weights, input)?;
         Ok(weights.load(&self.layer_norm)?.forward(x))
+    }
+}
+
+/// Ids as row numbers (a negative one as `usize::MAX`: out of range, refused by the lookup).
+fn row_ids(ids: &Tensor<2, Int>) -> Vec<usize> {
+    ids.to_data()
+        .iter::<i64>()
+        .map(|i| usize::try_from(i).unwrap_or(usize::MAX))
+        .collect()
+}
+
+/// Some rows of one embedding table: the rows `ids` (sorted, distinct), `[ids.len(), hidden]`.
+#[derive(Debug, Clone)]
+pub struct TableRows {
+    ids: Vec<usize>,
+    rows: Tensor<2>,
+}
+
+impl TableRows {
+    /// The rows of `ids` (`[batch, seq]`), `[batch * seq, hidden]`; an id outside the set is an
+    /// error.
+    fn lookup(&self, ids: &Tensor<2, Int>) -> Result<Tensor<2>> {
+        let at = row_ids(ids)
+            .into_iter()
+            .map(|id| {
+                self.ids.binary_search(&id).map(|i| i as i64).map_err(|_| {
+                    Error::InvalidArgument(format!("row {id} is not among the rows read"))
+                })
+            })
+            .collect::<Result<Vec<i64>>>()?;
+        let n = at.len();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(at, [n]), &ids.device());
+        Ok(self.rows.clone().select(0, index))
+    }
+}
+
+/// The rows of BERT's three embedding tables that a set of inputs uses
+/// ([`BertEmbeddings::vocabulary`]).
+#[derive(Debug, Clone)]
+pub struct EmbeddingRows {
+    word: TableRows,
+    position: TableRows,
+    token_type: TableRows,
+}
+
+impl EmbeddingRows {
+    /// [`BertEmbeddings::lookups`] of `input` from these rows.
+    pub fn lookups(&self, input: &BertInput) -> Result<Tensor<3>> {
+        let [b, s] = input.ids.dims();
+        let x = self.word.lookup(&input.ids)?
+            + self.position.lookup(&input.positions)?
+            + self.token_type.lookup(&input.type_ids)?;
+        let d = x.dims()[1];
+        Ok(x.reshape([b, s, d]))
     }
 }
 

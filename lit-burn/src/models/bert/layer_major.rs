@@ -37,11 +37,13 @@ impl SentenceEmbedder {
 
         let model = self.model();
         let run = LayerMajor::new(self.streamer(), tier.clone());
-        // The lookups by rows (the word table is never held whole), then its LayerNorm.
-        let lookups = run.try_start(&model.embeddings.layer_norm, inputs.len(), |norm, i| {
-            Ok(norm.forward(model.embeddings.lookups(self.streamer(), &inputs[i])?))
+        // The rows the chunk's tokens use, read once (the tables are never held whole), then
+        // each micro-batch's lookups and the embeddings' LayerNorm.
+        let rows = model.embeddings.vocabulary(self.streamer(), &inputs)?;
+        let hidden = run.try_start(&model.embeddings.layer_norm, inputs.len(), |norm, i| {
+            Ok(norm.forward(rows.lookups(&inputs[i])?))
         })?;
-        let hidden = lookups;
+        drop(rows);
         let hidden = run.stages(&model.encoder.layer, hidden, |layer, i, x| {
             layer.forward(x, inputs[i].attention_bias.clone())
         })?;
