@@ -131,8 +131,15 @@ impl<S: WeightSource> DiskCachedSource<S> {
             kept,
             own,
             admit: Mutex::new(()),
+            // Two of the largest, as `LocalSource` keeps: with one, returning the largest layer
+            // evicted every other idle buffer, and each pass faulted its layers in afresh.
             buffers: BufferPool::new(
-                largest.next_multiple_of(crate::aligned::BUF_ALIGN as u64) as usize
+                usize::try_from(
+                    largest
+                        .next_multiple_of(crate::aligned::BUF_ALIGN as u64)
+                        .saturating_mul(2),
+                )
+                .unwrap_or(usize::MAX),
             ),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
