@@ -8,7 +8,8 @@
 //!   arrival) with two layers in flight, as the executor's prefetch does, best of three rounds
 //!   interleaved with the raw GETs (see `fetch.rs`);
 //! - a streamed pass: the model run over the bucket under a budget, vs the same model resident;
-//! - `lit cp` both ways; the second run through the disk tier vs a local store.
+//! - `lit cp` both ways; the second run through the disk tier vs a local store (interleaved,
+//!   best of three each).
 //!
 //! ```sh
 //! cargo run --release -p lit-examples --bin s3-bench -- [PARAMS, default 250M] [--json] [--sweep]
@@ -174,7 +175,6 @@ fn main() -> BoxResult<()> {
         budget,
         3,
     )?;
-    let (local_ms, _) = pass(Arc::new(LocalSource::open(&local)?), budget, 3)?;
     let cache_dir = tmp.path().join("disk-tier");
     let tier = |_: ()| -> BoxResult<Arc<dyn WeightSource>> {
         Ok(Arc::new(DiskCachedSource::new(
@@ -184,16 +184,20 @@ fn main() -> BoxResult<()> {
         )?))
     };
     let (tier_first_ms, _) = pass(tier(())?, budget, 1)?;
-    let requests_before = server
-        .faults()
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let (tier_ms, _) = pass(tier(())?, budget, 3)?;
-    let tier_requests = server
-        .faults()
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - requests_before;
+    // The second run through the tier against a local store, interleaved, best of each.
+    let requests = || {
+        server
+            .faults()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (mut local_ms, mut tier_ms, mut tier_requests) = (f64::INFINITY, f64::INFINITY, 0);
+    for _ in 0..ROUNDS {
+        local_ms = local_ms.min(pass(Arc::new(LocalSource::open(&local)?), budget, 3)?.0);
+        let before = requests();
+        tier_ms = tier_ms.min(pass(tier(())?, budget, 3)?.0);
+        tier_requests = tier_requests.max(requests() - before);
+    }
     let s3_stream_rate = mb(s3_bytes, s3_ms / 1e3);
 
     let report = serde_json::json!({
