@@ -1,26 +1,31 @@
 //! Object-store throughput, measured side by side in one run against a real S3 server
 //! (s3s-fs over HTTP on loopback, in this process), on one synthetic Llama store:
 //!
-//! - the best parallel ranged-GET rate of the server (concurrency × part size sweep): the
-//!   physical limit here;
+//! - the best parallel ranged-GET rate of the server (concurrency × part size sweep, best of
+//!   three rounds each): the physical limit here;
 //! - one whole-object GET per layer, one after another (how matorage loads);
 //! - lit's fetch pass: `ObjectStoreSource::read_object` (concurrent ranged GETs, checksum on
-//!   arrival) with two layers in flight, as the executor's prefetch does;
+//!   arrival) with two layers in flight, as the executor's prefetch does, best of three rounds
+//!   interleaved with the raw GETs (see `fetch.rs`);
 //! - a streamed pass: the model run over the bucket under a budget, vs the same model resident;
-//! - `lit cp` both ways; the second run through the disk tier vs a local store.
+//! - `lit cp` both ways; the second run through the disk tier vs a local store (interleaved,
+//!   best of three each).
 //!
 //! ```sh
-//! cargo run --release -p lit-examples --bin s3-bench -- [PARAMS, default 250M] [--json]
+//! cargo run --release -p lit-examples --bin s3-bench -- [PARAMS, default 250M] [--json] [--sweep]
 //! ```
+//!
+//! `--sweep` measures only the fetch: raw GETs and lit's fetch pass at every part size ×
+//! concurrency of a grid (and lit's default shape with 1–3 layers in flight), side by side: the
+//! table the defaults were chosen from.
 
 use burn::tensor::Device;
-use futures::StreamExt;
 use lit_burn::models::decoder::with_f32_compute;
 use lit_burn::models::generate::{GenerateOptions, generate};
 use lit_burn::models::llama::Llama;
 use lit_burn::models::synth::{Synth, SynthConfig, parse_count};
 use lit_burn::{StreamOptions, Streamer};
-use lit_core::{NoObserver, ObjectId, WeightSource};
+use lit_core::{NoObserver, WeightSource};
 use lit_store::remote::{ObjectStoreSource, object_store_for};
 use lit_store::testing::S3TestServer;
 use lit_store::{DiskCachedSource, LocalSource, OpenOptions, copy_store, create_writer};
@@ -28,11 +33,22 @@ use object_store::ObjectStoreExt;
 use std::sync::Arc;
 use std::time::Instant;
 
+mod fetch;
+
+use fetch::Shape;
+
+/// Rounds of the fetch comparison: each round measures every raw shape, each followed by one
+/// lit pass; each side keeps its best.
+const ROUNDS: usize = 3;
+/// Layers lit fetches at once in the fetch pass (the executor's prefetch of 2).
+const LAYERS_IN_FLIGHT: usize = 2;
+
 type BoxResult<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() -> BoxResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let json = args.iter().any(|a| a == "--json");
+    let sweep = args.iter().any(|a| a == "--sweep");
     let params = args
         .iter()
         .find(|a| !a.starts_with("--"))
@@ -69,7 +85,38 @@ fn main() -> BoxResult<()> {
     let cp_up = mb(up.bytes_copied, up.seconds);
     let cp_down = mb(down.bytes_copied, down.seconds);
 
-    // The server's best: every layer as parallel ranged GETs, no checksum, swept.
+    // The server's best against lit's fetch pass, interleaved round by round.
+    let objects = fetch::Objects::new(url, &open.remote, &m)?;
+    let defaults = lit_store::remote::RemoteOptions::default();
+    let default_shape = Shape {
+        part: defaults.part_size,
+        concurrency: defaults.concurrency,
+    };
+    if sweep {
+        return print_sweep(&objects, default_shape, json, model, m.layers.len());
+    }
+    let mut shapes: Vec<Shape> = [4usize, 8, 16]
+        .into_iter()
+        .flat_map(|concurrency| [8u64 << 20, 16 << 20].map(|part| Shape { part, concurrency }))
+        .collect();
+    if !shapes.contains(&default_shape) {
+        shapes.push(default_shape);
+    }
+    let fetches = fetch::against_best(&objects, &shapes, default_shape, LAYERS_IN_FLIGHT, ROUNDS)?;
+    let (best_shape, best_rate) = fetches.best_raw();
+    let best = (best_rate, best_shape.concurrency, best_shape.part);
+    let lit_fetch = fetches.best_lit();
+    let raw_at_default = fetches
+        .raw
+        .iter()
+        .find(|(s, _)| *s == default_shape)
+        .map(|(_, b)| b.0)
+        .unwrap_or(f64::NAN);
+    let mut paired = fetches.paired_same_shape.clone();
+    paired.sort_by(f64::total_cmp);
+    let paired_median = paired.get(paired.len() / 2).copied().unwrap_or(f64::NAN);
+
+    // One whole-object GET per layer, sequentially.
     let (store, prefix, _) = object_store_for(url, &open.remote)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -80,90 +127,24 @@ fn main() -> BoxResult<()> {
         .iter()
         .map(|l| {
             let key = object_store::path::Path::from(l.key.as_str());
-            (
-                prefix
-                    .parts()
-                    .chain(key.parts())
-                    .collect::<object_store::path::Path>(),
-                l.byte_len,
-            )
+            prefix
+                .parts()
+                .chain(key.parts())
+                .collect::<object_store::path::Path>()
         })
         .collect();
-    let mut best = (0.0f64, 0usize, 0u64);
-    for concurrency in [4usize, 8, 16] {
-        for part in [8u64 << 20, 16 << 20] {
-            let ranges: Vec<_> = paths
-                .iter()
-                .flat_map(|(p, len)| {
-                    (0..len.div_ceil(part))
-                        .map(move |i| (p.clone(), i * part..((i + 1) * part).min(*len)))
-                })
-                .collect();
-            let store = store.clone();
-            let start = Instant::now();
-            let bytes = runtime.block_on(async move {
-                futures::stream::iter(ranges)
-                    .map(|(p, r)| {
-                        let store = store.clone();
-                        async move { store.get_range(&p, r).await.map(|b| b.len() as u64) }
-                    })
-                    .buffer_unordered(concurrency)
-                    .fold(Ok(0u64), |acc, n| async move {
-                        Ok::<u64, object_store::Error>(acc? + n?)
-                    })
-                    .await
-            })?;
-            let rate = mb(bytes, start.elapsed().as_secs_f64());
-            if rate > best.0 {
-                best = (rate, concurrency, part);
-            }
-        }
-    }
-
-    // One whole-object GET per layer, sequentially.
     let start = Instant::now();
     let whole_bytes = runtime.block_on({
         let (store, paths) = (store.clone(), paths.clone());
         async move {
             let mut n = 0u64;
-            for (p, _) in &paths {
+            for p in &paths {
                 n += store.get(p).await?.bytes().await?.len() as u64;
             }
             Ok::<u64, object_store::Error>(n)
         }
     })?;
     let whole = mb(whole_bytes, start.elapsed().as_secs_f64());
-
-    // lit's fetch pass: verified layers, two in flight, at a few part sizes.
-    let mut lit_fetches = Vec::new();
-    for (part, concurrency) in [(8u64 << 20, 8), (16 << 20, 8), (8 << 20, 16)] {
-        let options = lit_store::remote::RemoteOptions {
-            part_size: part,
-            concurrency,
-            ..open.remote.clone()
-        };
-        let source = ObjectStoreSource::open(url, &options)?;
-        let start = Instant::now();
-        let fetched: u64 = futures::executor::block_on(
-            futures::stream::iter(0..m.layers.len())
-                .map(|i| source.read_object(ObjectId::Layer(i)))
-                .buffered(2)
-                .fold(Ok(0u64), |acc, b| async move {
-                    Ok::<u64, lit_core::Error>(acc? + b?.len() as u64)
-                }),
-        )?;
-        lit_fetches.push((
-            part,
-            concurrency,
-            mb(fetched, start.elapsed().as_secs_f64()),
-        ));
-    }
-    let defaults = lit_store::remote::RemoteOptions::default();
-    let lit_fetch = lit_fetches
-        .iter()
-        .find(|(p, c, _)| *p == defaults.part_size && *c == defaults.concurrency)
-        .map(|(_, _, r)| *r)
-        .unwrap_or(f64::NAN);
 
     // Streamed passes: the model over the bucket (budget model/4) vs resident vs the disk tier
     // (second run) vs a local store, same budget.
@@ -194,7 +175,6 @@ fn main() -> BoxResult<()> {
         budget,
         3,
     )?;
-    let (local_ms, _) = pass(Arc::new(LocalSource::open(&local)?), budget, 3)?;
     let cache_dir = tmp.path().join("disk-tier");
     let tier = |_: ()| -> BoxResult<Arc<dyn WeightSource>> {
         Ok(Arc::new(DiskCachedSource::new(
@@ -204,16 +184,20 @@ fn main() -> BoxResult<()> {
         )?))
     };
     let (tier_first_ms, _) = pass(tier(())?, budget, 1)?;
-    let requests_before = server
-        .faults()
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let (tier_ms, _) = pass(tier(())?, budget, 3)?;
-    let tier_requests = server
-        .faults()
-        .requests
-        .load(std::sync::atomic::Ordering::Relaxed)
-        - requests_before;
+    // The second run through the tier against a local store, interleaved, best of each.
+    let requests = || {
+        server
+            .faults()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let (mut local_ms, mut tier_ms, mut tier_requests) = (f64::INFINITY, f64::INFINITY, 0);
+    for _ in 0..ROUNDS {
+        local_ms = local_ms.min(pass(Arc::new(LocalSource::open(&local)?), budget, 3)?.0);
+        let before = requests();
+        tier_ms = tier_ms.min(pass(tier(())?, budget, 3)?.0);
+        tier_requests = tier_requests.max(requests() - before);
+    }
     let s3_stream_rate = mb(s3_bytes, s3_ms / 1e3);
 
     let report = serde_json::json!({
@@ -222,9 +206,16 @@ fn main() -> BoxResult<()> {
         "budget": budget,
         "best_parallel_get_mb_s": best.0, "best_concurrency": best.1, "best_part_bytes": best.2,
         "whole_object_get_mb_s": whole,
+        "rounds": ROUNDS, "layers_in_flight": LAYERS_IN_FLIGHT,
+        "raw_get_by_shape": fetches.raw.iter().map(|(s, b)| serde_json::json!({"part_bytes": s.part, "concurrency": s.concurrency, "best_mb_s": b.0})).collect::<Vec<_>>(),
+        "lit_fetch_passes_mb_s": fetches.lit,
+        "lit_vs_raw_paired_at_lit_shape": fetches.paired_same_shape,
+        "lit_vs_raw_paired_median": paired_median,
+        "lit_fetch_pass_part_bytes": default_shape.part, "lit_fetch_pass_concurrency": default_shape.concurrency,
         "lit_fetch_pass_mb_s": lit_fetch,
-        "lit_fetch_pass_by_part_size": lit_fetches.iter().map(|(p, c, r)| serde_json::json!({"part_bytes": p, "concurrency": c, "mb_s": r})).collect::<Vec<_>>(),
+        "raw_get_at_lit_shape_mb_s": raw_at_default,
         "lit_fetch_vs_best": lit_fetch / best.0,
+        "lit_fetch_vs_raw_same_shape": lit_fetch / raw_at_default,
         "whole_object_vs_best": whole / best.0,
         "cp_local_to_s3_mb_s": cp_up, "cp_s3_to_local_mb_s": cp_down,
         "resident_pass_ms": resident_ms,
@@ -257,15 +248,20 @@ fn main() -> BoxResult<()> {
         whole,
         whole / best.0
     );
-    for (part, concurrency, rate) in &lit_fetches {
-        println!(
-            "lit fetch pass, {:>2} MiB x {:>2}   {:>7.0} MB/s  ({:.2} of best)",
-            part >> 20,
-            concurrency,
-            rate,
-            rate / best.0
-        );
-    }
+    println!(
+        "raw GET at lit's shape          {:>7.0} MB/s  ({default_shape})",
+        raw_at_default
+    );
+    println!(
+        "lit fetch pass, verified       {:>7.0} MB/s  ({default_shape}; {:.2} of best, {:.2} of raw at its shape)",
+        lit_fetch,
+        lit_fetch / best.0,
+        lit_fetch / raw_at_default
+    );
+    println!(
+        "  each lit pass / the raw pass just before it, same shape: median {paired_median:.2} of {}",
+        paired.len()
+    );
     println!("lit cp local -> s3             {:>7.0} MB/s", cp_up);
     println!("lit cp s3 -> local             {:>7.0} MB/s", cp_down);
     println!("resident pass                  {:>7.0} ms", resident_ms);
@@ -288,6 +284,62 @@ fn main() -> BoxResult<()> {
     );
     Ok(())
 }
+
+/// The fetch sweep (see the module docs): a table, or JSON.
+fn print_sweep(
+    objects: &fetch::Objects,
+    default_shape: Shape,
+    json: bool,
+    model: u64,
+    layers: usize,
+) -> BoxResult<()> {
+    let mut shapes: Vec<(Shape, usize)> = [4u64 << 20, 8 << 20, 16 << 20, 32 << 20]
+        .into_iter()
+        .flat_map(|part| {
+            [4usize, 8, 16, 32].map(|concurrency| (Shape { part, concurrency }, LAYERS_IN_FLIGHT))
+        })
+        .collect();
+    shapes.extend([1, 3].map(|in_flight| (default_shape, in_flight)));
+    let rows = fetch::sweep(objects, &shapes, SWEEP_ROUNDS)?;
+    let best_raw = rows.iter().map(|r| r.raw.0).fold(0.0, f64::max);
+    if json {
+        let report = serde_json::json!({
+            "date": chrono_free_date(),
+            "model_bytes": model, "layers": layers, "rounds": SWEEP_ROUNDS,
+            "best_raw_mb_s": best_raw,
+            "rows": rows.iter().map(|r| serde_json::json!({
+                "part_bytes": r.shape.part, "concurrency": r.shape.concurrency,
+                "layers_in_flight": r.in_flight, "raw_mb_s": r.raw.0, "lit_mb_s": r.lit.0,
+                "lit_vs_raw_same_shape": r.lit.0 / r.raw.0, "lit_vs_best_raw": r.lit.0 / best_raw,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    println!(
+        "fetch sweep: {:.0} MB in {layers} layers, best of {SWEEP_ROUNDS} rounds each; best raw {best_raw:.0} MB/s",
+        model as f64 / 1e6
+    );
+    println!(
+        "| part × in flight | lit layers in flight | raw GET MB/s | lit fetch MB/s | lit / raw same shape | lit / best raw |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2} |",
+            r.shape,
+            r.in_flight,
+            r.raw.0,
+            r.lit.0,
+            r.lit.0 / r.raw.0,
+            r.lit.0 / best_raw
+        );
+    }
+    Ok(())
+}
+
+/// Rounds of each measurement in `--sweep`.
+const SWEEP_ROUNDS: usize = 2;
 
 /// Today's date from `date`, for the record (no time crate needed).
 fn chrono_free_date() -> String {

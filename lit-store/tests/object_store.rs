@@ -258,6 +258,34 @@ fn an_object_damaged_on_the_server_is_refused_by_checksum() {
     );
 }
 
+/// Layers are fetched into recycled buffers, part bodies written straight into them: an object
+/// that shrank on the server since the first read must be an error naming it, never the stale
+/// bytes still in the buffer (which would pass the checksum).
+#[test]
+fn a_recycled_buffer_never_hides_an_object_that_shrank() {
+    let (_dir, server) = server();
+    let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let objects = single_layer_store(&payload);
+    let url = put_files(&server, "shrank", &objects);
+    let source = ObjectStoreSource::open(&url, &small_parts(&server)).unwrap();
+    let key = &source.manifest().layers[0].key;
+    let file = server.object_file(BUCKET, &format!("shrank/{key}"));
+    let whole = std::fs::read(&file).unwrap();
+    let first = block_on(source.read_object(ObjectId::Layer(0))).unwrap();
+    assert!(first.as_ref() == whole.as_slice());
+    drop(first);
+    // Shorter by less than a part, then by whole parts.
+    for cut in [1000, 200 << 10] {
+        std::fs::write(&file, &whole[..whole.len() - cut]).unwrap();
+        let err = block_on(source.read_object(ObjectId::Layer(0))).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("shrank/layers/00000"), "{text}");
+    }
+    std::fs::write(&file, &whole).unwrap();
+    let again = block_on(source.read_object(ObjectId::Layer(0))).unwrap();
+    assert!(again.as_ref() == whole.as_slice());
+}
+
 #[test]
 fn an_interrupted_upload_never_opens_and_a_second_copy_resumes_it() {
     let (_dir, server) = server();
@@ -394,6 +422,43 @@ fn the_disk_tier_serves_the_second_pass_and_stays_within_its_size() {
     assert!(used <= budget, "{used} > {budget}");
     assert!(bounded.is_kept(ObjectId::Layer(0)));
     assert!(!bounded.is_kept(ObjectId::Layer(1)));
+}
+
+/// Objects of 32 MiB and more come back from the tier through several reader threads: every
+/// byte in place, and damage anywhere in them still caught.
+#[test]
+fn the_disk_tier_reads_a_large_object_back_intact() {
+    let (_dir, server) = server();
+    let payload: Vec<u8> = (0..40u32 << 20)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    let url = put_files(&server, "large", &single_layer_store(&payload));
+    let cache = tempfile::tempdir().unwrap();
+    let tier = || {
+        let remote = ObjectStoreSource::open(&url, &server.options()).unwrap();
+        DiskCachedSource::new(remote, cache.path(), u64::MAX).unwrap()
+    };
+    let first = tier();
+    let expected = block_on(first.read_object(ObjectId::Layer(0))).unwrap();
+    assert!(expected.ends_with(&payload));
+    let second = tier();
+    let again = block_on(second.read_object(ObjectId::Layer(0))).unwrap();
+    assert!(again == expected);
+    assert_eq!((second.stats().hits, second.stats().misses), (1, 0));
+    // A flipped byte in the third reader's share: refused, fetched again.
+    let file = std::fs::read_dir(cache.path())
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[(16 << 20) + 12345] ^= 0x40;
+    std::fs::write(&file, bytes).unwrap();
+    let third = tier();
+    let fetched = block_on(third.read_object(ObjectId::Layer(0))).unwrap();
+    assert!(fetched == expected);
+    assert_eq!((third.stats().hits, third.stats().misses), (0, 1));
 }
 
 #[test]

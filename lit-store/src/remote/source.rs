@@ -42,8 +42,9 @@ impl ObjectStoreSource {
         location: String,
         options: RemoteOptions,
     ) -> Result<Self> {
-        let fetcher = Fetcher::new(store, &options);
+        let mut fetcher = Fetcher::new(store, &options);
         let manifest = read_manifest(&fetcher, &prefix, &location).await?;
+        fetcher.recycle_up_to(manifest.largest_layer_bytes().saturating_mul(2));
         Ok(ObjectStoreSource {
             fetcher,
             prefix,
