@@ -161,11 +161,7 @@ pub fn check_mapped(bytes: &[u8]) -> Result<()> {
         let Some((slot, _, _)) = guard::find(bytes.as_ptr() as usize) else {
             return Ok(());
         };
-        let Some(origin) = origins()
-            .get_or_insert_default()
-            .get(&slot)
-            .map(Arc::clone)
-        else {
+        let Some(origin) = origins().get_or_insert_default().get(&slot).map(Arc::clone) else {
             return Ok(());
         };
         check_origin(&origin, guard::faults(slot))
