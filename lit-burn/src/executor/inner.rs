@@ -26,6 +26,10 @@ pub(crate) struct Inner {
     pub(crate) device: Option<Device>,
     pub(crate) state: Mutex<State>,
     pub(crate) cond: Condvar,
+    /// A store file found changed after a module computed on its mapped bytes
+    /// ([`lit_store::check_mapped`]): the next load returns it, so the results computed from
+    /// those bytes are not followed by more.
+    pub(crate) changed: Mutex<Option<lit_core::Error>>,
 }
 
 impl Inner {
@@ -181,6 +185,23 @@ impl Inner {
             }
         }
         s.demand = 0;
+        // Mapped layers (`ReadMode::Mmap`) are the store's pages, not a copy: a file truncated
+        // or replaced since they were read (a resident layer, between passes) is an error here,
+        // before anything computes on zeros or on another file's bytes.
+        let stale = self
+            .changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let intact = match stale {
+            Some(e) => Err(e),
+            None => data
+                .iter()
+                .try_for_each(|d| lit_store::check_mapped(&d.bytes)),
+        };
+        if let Err(e) = intact {
+            return Err(self.abort(s, owned, e.into()));
+        }
         let slots: Vec<LayerSlot<'_>> = need
             .iter()
             .zip(&data)
@@ -216,6 +237,7 @@ impl Inner {
             self.clone(),
             owned,
             need,
+            data.into_iter().map(|d| d.bytes).collect(),
         ))
     }
 
@@ -242,8 +264,15 @@ impl Inner {
         err
     }
 
-    /// A loaded module was dropped.
-    pub(crate) fn finish(&self, owned: u64, layers: &[usize]) {
+    /// A loaded module was dropped; `bytes` are its layers' bytes, checked after use (a mapped
+    /// page that vanished while the module computed read as zeros: the next load says so).
+    pub(crate) fn finish(&self, owned: u64, layers: &[usize], bytes: &[bytes::Bytes]) {
+        if let Some(e) = bytes.iter().find_map(|b| lit_store::check_mapped(b).err()) {
+            self.changed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        }
         self.lock().release(owned);
         self.cond.notify_all();
         let at = Instant::now();

@@ -24,11 +24,13 @@ struct Guard {
     inner: Arc<Inner>,
     owned: u64,
     layers: Vec<usize>,
+    /// The layers' bytes, checked after use (mapped layers: see `Inner::finish`).
+    bytes: Vec<bytes::Bytes>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.inner.finish(self.owned, &self.layers);
+        self.inner.finish(self.owned, &self.layers, &self.bytes);
     }
 }
 
@@ -40,6 +42,7 @@ impl<M> Loaded<M> {
         inner: Arc<Inner>,
         owned: u64,
         layers: Vec<usize>,
+        bytes: Vec<bytes::Bytes>,
     ) -> Self {
         Loaded {
             module,
@@ -49,6 +52,7 @@ impl<M> Loaded<M> {
                 inner,
                 owned,
                 layers,
+                bytes,
             },
         }
     }

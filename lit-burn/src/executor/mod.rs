@@ -250,6 +250,7 @@ impl Streamer {
             device,
             state: Mutex::new(state),
             cond: Condvar::new(),
+            changed: Mutex::new(None),
         });
         let workers = (0..prefetch)
             .map(|k| {
