@@ -171,7 +171,7 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
         })?;
         let report = args
             .common
-            .report(&streamer, out.passes(), out.total().as_secs_f64());
+            .report(&streamer, out.passes(), out.total().as_secs_f64())?;
         return finish(&ctx, report, &out);
     }
     // Plain Burn: every layer read, the whole model built, then run as an ordinary module.
