@@ -46,5 +46,5 @@ pub use export::{ExportOptions, ExportReport, export, quantizable};
 pub use local::{LocalSource, ReadMode};
 pub use location::{DiskCacheOptions, OpenOptions, create_writer, open};
 pub use memory::MemorySource;
-pub use mmap::check_mapped;
+pub use mmap::{MappedWatch, check_mapped, watch_mapped};
 pub use writer::StoreWriter;

@@ -214,13 +214,13 @@ impl LocalSource {
             }
         }
         if self.mode == ReadMode::Mmap && (verify || len >= MAP_MIN) {
-            let origin = crate::mmap::Origin {
-                path: path.clone(),
-                layer: info.name.to_string(),
-                key: format!("{}/{}", self.location, info.key),
-                expected_len: info.byte_len,
-                identity: crate::mmap::Identity::of(&meta),
-            };
+            let origin = crate::mmap::Origin::new(
+                path.clone(),
+                info.name.to_string(),
+                format!("{}/{}", self.location, info.key),
+                info.byte_len,
+                &meta,
+            );
             if let Some(bytes) =
                 crate::mmap::map_range(&file, range.start, len, origin).map_err(io_err)?
             {

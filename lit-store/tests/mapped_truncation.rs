@@ -7,7 +7,7 @@
 use futures::executor::block_on;
 use lit_core::{DType, Error, ObjectId, WeightSource};
 use lit_store::layer_file::TensorSpec;
-use lit_store::{LocalSource, ReadMode, StoreWriter, check_mapped};
+use lit_store::{LocalSource, ReadMode, StoreWriter, check_mapped, watch_mapped};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
@@ -187,10 +187,10 @@ fn a_layer_truncated_while_mapped_and_hashed_is_an_error_not_a_crash() {
         let reader = scope.spawn(|| {
             let mut results = Vec::new();
             loop {
-                // Only the verdict is kept: bytes held past the truncation would read zeros
-                // (what `check_mapped` after use is for, tested below).
+                // Only the verdict is kept. A read that returned may still meet the
+                // truncation while it is compared (zeros): then the check after use says so.
                 let r = block_on(source.read_object(ObjectId::Layer(0)))
-                    .map(|bytes| bytes[..] == want[..]);
+                    .map(|bytes| bytes[..] == want[..] || check_mapped(&bytes).is_err());
                 let failed = r.is_err();
                 results.push(r);
                 if failed || results.len() > 10_000 {
@@ -208,7 +208,10 @@ fn a_layer_truncated_while_mapped_and_hashed_is_an_error_not_a_crash() {
         "some reads finished before the truncation"
     );
     for read in earlier {
-        assert!(read.as_ref().unwrap(), "a whole read is the file");
+        assert!(
+            read.as_ref().unwrap(),
+            "a whole read is the file, or its check after use fails"
+        );
     }
     match last {
         Err(Error::LengthMismatch { layer, actual, .. }) => {
@@ -287,4 +290,30 @@ fn a_sigbus_outside_store_mappings_still_kills_the_process() {
         "{:?}: {stderr}",
         out.status
     );
+}
+
+#[test]
+fn a_watch_reports_faults_after_the_mapping_is_dropped() {
+    // How the executor checks after use without keeping a layer mapped: the watch outlives
+    // the bytes, and the faults they took before they were dropped.
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("s");
+    let (path, _) = write_store(&store, 2 << 20);
+    let file = std::fs::read(&path).unwrap();
+    let source = LocalSource::open_with(&store, ReadMode::Mmap).unwrap();
+    let held = block_on(source.read_object(ObjectId::Layer(0))).unwrap();
+    let watch = watch_mapped(&held).expect("mapped bytes are watched");
+    assert!(watch_mapped(&file).is_none(), "a heap copy is not");
+    watch.check().unwrap();
+    truncate(&path, 0);
+    touch(&held);
+    std::fs::write(&path, &file).unwrap(); // the same bytes again: only the fault tells
+    drop(held);
+    // Another mapping may take the slot meanwhile.
+    let other = block_on(source.read_object(ObjectId::Layer(0))).unwrap();
+    match watch.check() {
+        Err(Error::Changed { what, .. }) => assert!(what.contains("vanished"), "{what}"),
+        other => panic!("expected Changed, got {other:?}"),
+    }
+    check_mapped(&other).unwrap();
 }

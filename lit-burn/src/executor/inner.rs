@@ -202,6 +202,11 @@ impl Inner {
         if let Err(e) = intact {
             return Err(self.abort(s, owned, e.into()));
         }
+        // Watched, not held: a module that copied its tensors must not keep the mapping.
+        let watches = data
+            .iter()
+            .filter_map(|d| lit_store::watch_mapped(&d.bytes))
+            .collect();
         let slots: Vec<LayerSlot<'_>> = need
             .iter()
             .zip(&data)
@@ -237,7 +242,7 @@ impl Inner {
             self.clone(),
             owned,
             need,
-            data.into_iter().map(|d| d.bytes).collect(),
+            watches,
         ))
     }
 
@@ -264,10 +269,11 @@ impl Inner {
         err
     }
 
-    /// A loaded module was dropped; `bytes` are its layers' bytes, checked after use (a mapped
-    /// page that vanished while the module computed read as zeros: the next load says so).
-    pub(crate) fn finish(&self, owned: u64, layers: &[usize], bytes: &[bytes::Bytes]) {
-        if let Some(e) = bytes.iter().find_map(|b| lit_store::check_mapped(b).err()) {
+    /// A loaded module was dropped; `watches` watch its mapped layers, checked after use (a
+    /// mapped page that vanished while the module was filled or computed read as zeros: the
+    /// next load says so).
+    pub(crate) fn finish(&self, owned: u64, layers: &[usize], watches: &[lit_store::MappedWatch]) {
+        if let Some(e) = watches.iter().find_map(|w| w.check().err()) {
             self.changed
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())

@@ -24,13 +24,13 @@ struct Guard {
     inner: Arc<Inner>,
     owned: u64,
     layers: Vec<usize>,
-    /// The layers' bytes, checked after use (mapped layers: see `Inner::finish`).
-    bytes: Vec<bytes::Bytes>,
+    /// The layers' mappings, checked after use (see `Inner::finish`).
+    watches: Vec<lit_store::MappedWatch>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.inner.finish(self.owned, &self.layers, &self.bytes);
+        self.inner.finish(self.owned, &self.layers, &self.watches);
     }
 }
 
@@ -42,7 +42,7 @@ impl<M> Loaded<M> {
         inner: Arc<Inner>,
         owned: u64,
         layers: Vec<usize>,
-        bytes: Vec<bytes::Bytes>,
+        watches: Vec<lit_store::MappedWatch>,
     ) -> Self {
         Loaded {
             module,
@@ -52,7 +52,7 @@ impl<M> Loaded<M> {
                 inner,
                 owned,
                 layers,
-                bytes,
+                watches,
             },
         }
     }

@@ -123,6 +123,11 @@ pub(super) fn unregister(index: usize) {
     slot.seq.store(seq + 2, Ordering::Release);
 }
 
+/// Slot `index`'s sequence number: even and unchanged while one mapping holds it.
+pub(super) fn seq(index: usize) -> usize {
+    TABLE[index].seq.load(Ordering::Acquire)
+}
+
 /// The live slot whose mapping contains `addr`, with its bounds.
 pub(super) fn find(addr: usize) -> Option<(usize, usize, usize)> {
     let used = USED.load(Ordering::Acquire).min(SLOTS);

@@ -19,27 +19,52 @@ use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Where a mapping's bytes came from, for [`check_mapped`]'s errors and identity check.
 #[derive(Debug)]
 pub(crate) struct Origin {
     /// The file as it was opened.
-    pub(crate) path: PathBuf,
+    path: PathBuf,
     /// Layer (or auxiliary file) name.
-    pub(crate) layer: String,
+    layer: String,
     /// `location/key`, as errors name objects.
-    pub(crate) key: String,
+    key: String,
     /// The file's length in the manifest.
-    pub(crate) expected_len: u64,
+    expected_len: u64,
     /// The file when it was mapped.
-    pub(crate) identity: Identity,
+    identity: Identity,
+    /// Set when the mapping is dropped after faults, so a [`MappedWatch`] that outlives the
+    /// mapping still sees them.
+    faulted: AtomicBool,
+}
+
+impl Origin {
+    /// The origin of a mapping of `path` (layer `layer`, `key` as errors name it, `expected_len`
+    /// bytes in the manifest) as `meta` describes the file.
+    pub(crate) fn new(
+        path: PathBuf,
+        layer: String,
+        key: String,
+        expected_len: u64,
+        meta: &Metadata,
+    ) -> Self {
+        Origin {
+            path,
+            layer,
+            key,
+            expected_len,
+            identity: Identity::of(meta),
+            faulted: AtomicBool::new(false),
+        }
+    }
 }
 
 /// What tells one version of a file from another: a file replaced (renamed over) has another
 /// inode, one truncated or rewritten in place another length or modification time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Identity {
+struct Identity {
     dev: u64,
     ino: u64,
     len: u64,
@@ -48,7 +73,7 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
-    pub(crate) fn of(meta: &Metadata) -> Self {
+    fn of(meta: &Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
         Identity {
             dev: meta.dev(),
@@ -73,6 +98,7 @@ fn origins() -> std::sync::MutexGuard<'static, Option<HashMap<usize, Arc<Origin>
 struct Mapping {
     map: memmap2::Mmap,
     slot: usize,
+    origin: Arc<Origin>,
 }
 
 #[cfg(target_os = "linux")]
@@ -85,6 +111,10 @@ impl AsRef<[u8]> for Mapping {
 #[cfg(target_os = "linux")]
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if guard::faults(self.slot) > 0 {
+            // Before the slot changes hands: a watch that sees it change then sees this.
+            self.origin.faulted.store(true, Ordering::Release);
+        }
         origins().get_or_insert_default().remove(&self.slot);
         // Before `map` unmaps: a freed slot is never zero-filled.
         guard::unregister(self.slot);
@@ -127,12 +157,13 @@ pub(crate) fn map_range(
     let Some(slot) = guard::register(start, end) else {
         return Ok(None);
     };
+    let origin = Arc::new(origin);
     origins()
         .get_or_insert_default()
-        .insert(slot, Arc::new(origin));
+        .insert(slot, Arc::clone(&origin));
     // Sequential access: let the kernel read ahead aggressively.
     let _ = map.advise(memmap2::Advice::Sequential);
-    Ok(Some(Bytes::from_owner(Mapping { map, slot })))
+    Ok(Some(Bytes::from_owner(Mapping { map, slot, origin })))
 }
 
 /// No guarded mapping outside Linux: the caller reads with `pread`.
@@ -152,30 +183,69 @@ pub(crate) fn map_range(
 /// direct I/O, from memory or an object store) always pass: they are lit's own copy.
 ///
 /// A vanished page reads as zeros rather than crashing the process, so whoever computes on
-/// mapped bytes should check them after use too: an error here means results computed from them
-/// are not to be trusted. Costs a table lookup and a `stat` of the file.
+/// mapped bytes should check them after use too ([`watch_mapped`] does so without keeping them
+/// mapped): an error then means results computed from them are not to be trusted. Costs a table
+/// lookup and a `stat` of the file.
 pub fn check_mapped(bytes: &[u8]) -> Result<()> {
+    watch_mapped(bytes).map_or(Ok(()), |watch| watch.check())
+}
+
+/// A watch on the mapping under some bytes ([`watch_mapped`]) that does not keep them mapped:
+/// [`MappedWatch::check`] after the bytes were used (and perhaps dropped) reports what
+/// [`check_mapped`] would have, including faults taken before the mapping was dropped.
+#[derive(Debug, Clone)]
+pub struct MappedWatch {
+    slot: usize,
+    seq: usize,
+    origin: Arc<Origin>,
+}
+
+/// A watch on the mapped store file under `bytes`, or `None` if they are not mapped.
+pub fn watch_mapped(bytes: &[u8]) -> Option<MappedWatch> {
     #[cfg(target_os = "linux")]
     {
         // The caller holds `bytes`, so their mapping and its slot stay live during this call.
-        let Some((slot, _, _)) = guard::find(bytes.as_ptr() as usize) else {
-            return Ok(());
-        };
-        let Some(origin) = origins().get_or_insert_default().get(&slot).map(Arc::clone) else {
-            return Ok(());
-        };
-        check_origin(&origin, guard::faults(slot))
+        let (slot, _, _) = guard::find(bytes.as_ptr() as usize)?;
+        let origin = origins()
+            .get_or_insert_default()
+            .get(&slot)
+            .map(Arc::clone)?;
+        Some(MappedWatch {
+            slot,
+            seq: guard::seq(slot),
+            origin,
+        })
     }
     #[cfg(not(target_os = "linux"))]
     {
         let _ = bytes;
-        Ok(())
+        None
     }
 }
 
-/// [`check_mapped`]'s verdict for a mapping of `origin` that took `faults` faults.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-fn check_origin(origin: &Origin, faults: usize) -> Result<()> {
+impl MappedWatch {
+    /// [`check_mapped`] for the watched bytes, whether or not they are still mapped.
+    pub fn check(&self) -> Result<()> {
+        #[cfg(target_os = "linux")]
+        let live_faults = {
+            // Counted on the slot while the mapping lives; once it changed hands, the mapping's
+            // drop has copied them to the origin (read below, after the change was seen).
+            let faults = guard::faults(self.slot);
+            if guard::seq(self.slot) == self.seq {
+                faults
+            } else {
+                0
+            }
+        };
+        #[cfg(not(target_os = "linux"))]
+        let live_faults = 0;
+        let faulted = live_faults > 0 || self.origin.faulted.load(Ordering::Acquire);
+        check_origin(&self.origin, faulted)
+    }
+}
+
+/// [`check_mapped`]'s verdict for a mapping of `origin` that took faults or not.
+fn check_origin(origin: &Origin, faulted: bool) -> Result<()> {
     let changed = |what: String| Error::Changed {
         layer: origin.layer.clone(),
         key: origin.key.clone(),
@@ -193,7 +263,7 @@ fn check_origin(origin: &Origin, faults: usize) -> Result<()> {
             actual: now.len(),
         });
     }
-    if faults > 0 {
+    if faulted {
         return Err(changed(
             "pages of its mapping vanished while they were read (truncated, then rewritten?)"
                 .into(),
