@@ -459,7 +459,7 @@ fn a_store_truncated_under_a_running_generation_is_an_error_not_a_crash() {
     // (`--budget all`), so the truncated file is only ever seen through its mapping.
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = llama_store(dir.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lit"))
+    let child = Command::new(env!("CARGO_BIN_EXE_lit"))
         .args(["run", "llama", s(&store), "--ids", "--prompt", "1"])
         .args(["--max-tokens", "20000", "--budget", "all"])
         .stdout(std::process::Stdio::null())
