@@ -452,3 +452,38 @@ fn sixteen_concurrent_runs_on_one_store_agree_and_keep_their_budgets() {
         assert!(held >= largest, "run {i}: {r:#}");
     }
 }
+
+#[test]
+fn a_store_truncated_under_a_running_generation_is_an_error_not_a_crash() {
+    // The default read mode maps a store that fits in memory; every layer stays resident
+    // (`--budget all`), so the truncated file is only ever seen through its mapping.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = llama_store(dir.path());
+    let child = Command::new(env!("CARGO_BIN_EXE_lit"))
+        .args(["run", "llama", s(&store), "--ids", "--prompt", "1"])
+        .args(["--max-tokens", "20000", "--budget", "all"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let layer = store.join("layers/00001.safetensors");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&layer)
+        .unwrap()
+        .set_len(100)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(out.status.signal(), None, "killed by a signal: {err}");
+    assert!(
+        !out.status.success(),
+        "20000 tokens ran on a truncated store"
+    );
+    assert!(
+        err.contains("model.layers.0") && err.contains("expected"),
+        "the error names the layer and its length: {err}"
+    );
+}

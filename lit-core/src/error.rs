@@ -113,6 +113,18 @@ pub enum Error {
         /// Length found.
         actual: u64,
     },
+    /// A store file changed (truncated, replaced or rewritten) while lit was using bytes read
+    /// from it, so those bytes cannot be trusted: lit reads mapped layers in place, and a
+    /// mapped page that vanished reads as zeros rather than crashing the process.
+    #[error("layer `{layer}` ({key}): the file changed while it was in use: {what}")]
+    Changed {
+        /// Layer (or auxiliary file) name.
+        layer: String,
+        /// Object key.
+        key: String,
+        /// What was seen, e.g. "a page vanished while it was read (truncated?)".
+        what: String,
+    },
     /// A tensor in an input checkpoint is malformed (bad offsets, shape × dtype ≠ bytes, …).
     #[error("{file}: tensor `{tensor}`: {reason}")]
     InvalidTensor {

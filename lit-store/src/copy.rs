@@ -75,6 +75,8 @@ pub fn copy_store(
             let entry = &manifest.layers[index];
             let bytes = read?;
             writer.write_raw_layer(entry, &bytes)?;
+            // A mapped source layer truncated while it was written read zeros: no manifest then.
+            crate::mmap::check_mapped(&bytes)?;
             copied += bytes.len() as u64;
             observer.on_event(&Event::LayerWritten {
                 index,
@@ -90,6 +92,7 @@ pub fn copy_store(
         }
         let bytes = futures::executor::block_on(source.read_object(ObjectId::Aux(index)))?;
         writer.write_aux(&file.name, &bytes)?;
+        crate::mmap::check_mapped(&bytes)?;
     }
     let manifest = writer.finish(&manifest.model_name, manifest.metadata.clone())?;
     Ok(CopyReport {

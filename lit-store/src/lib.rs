@@ -2,8 +2,8 @@
 //!
 //! Sources and writers for lit's layer-wise weight stores:
 //!
-//! - [`LocalSource`]: a store in a local directory, read with `pread` (default), `mmap` or
-//!   direct I/O (`O_DIRECT`);
+//! - [`LocalSource`]: a store in a local directory, read with `pread` (default), `mmap`
+//!   (guarded: a truncated file is an error, never a crash) or direct I/O (`O_DIRECT`);
 //! - [`MemorySource`]: a store held in RAM;
 //! - [`CachedSource`]: a RAM tier over any source, within a byte budget (fixed resident set);
 //! - [`remote::ObjectStoreSource`] / [`remote::ObjectStoreSink`] (feature `remote`, with `s3`,
@@ -46,4 +46,5 @@ pub use export::{ExportOptions, ExportReport, export, quantizable};
 pub use local::{LocalSource, ReadMode};
 pub use location::{DiskCacheOptions, OpenOptions, create_writer, open};
 pub use memory::MemorySource;
+pub use mmap::{MappedWatch, check_mapped, watch_mapped};
 pub use writer::StoreWriter;

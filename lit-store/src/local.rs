@@ -19,13 +19,23 @@ use std::sync::atomic::{AtomicBool, Ordering};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum ReadMode {
     /// Positioned reads (`pread`) into a 64-byte aligned buffer: one copy out of the page cache.
-    /// A file truncated or replaced while it is read yields an error. The default.
+    /// A file truncated or replaced while it is read yields an error. The default: the bytes
+    /// handed out are lit's own copy, whatever happens to the file afterwards.
     #[default]
     Pread,
-    /// Memory-map the layer: no copy, pages unmapped when the buffer is dropped.
+    /// Memory-map the layer: no copy (a warm pass maps the page cache instead of copying it),
+    /// pages unmapped when the buffer is dropped. Small unchecked ranges (under 1 MiB, e.g.
+    /// embedding rows) are read with `pread`.
     ///
-    /// If another process truncates a mapped file, touching a missing page kills the process
-    /// with SIGBUS. Use only for stores nobody rewrites while they are read.
+    /// A file truncated under a mapping cannot crash the process: a process-wide SIGBUS handler
+    /// turns a fault inside a store mapping into zero pages and marks the mapping, and a layer
+    /// whose pages vanished before its checksum was taken, or whose file changed, is an error
+    /// ([`lit_core::Error::LengthMismatch`] or [`lit_core::Error::Changed`]). Bytes used
+    /// after that can still have read zeros: whoever computes on them calls
+    /// [`crate::check_mapped`] afterwards (lit-burn's executor does, before and after each
+    /// use). Unrelated SIGBUS signals go to the handler installed before lit's, or kill the
+    /// process as usual. Linux only: elsewhere, and when more than 4096 mappings are live,
+    /// reads fall back to [`ReadMode::Pread`].
     Mmap,
     /// Direct reads (`O_DIRECT`) into page-aligned buffers, several large requests in flight:
     /// the disk writes straight into lit's buffer and the page cache is neither filled nor
@@ -169,10 +179,8 @@ impl LocalSource {
                 Error::io(path.display(), e)
             }
         })?;
-        let actual = file
-            .metadata()
-            .map_err(|e| Error::io(path.display(), e))?
-            .len();
+        let meta = file.metadata().map_err(|e| Error::io(path.display(), e))?;
+        let actual = meta.len();
         if actual != info.byte_len {
             return Err(info.length_mismatch(&self.location, actual));
         }
@@ -205,38 +213,54 @@ impl LocalSource {
                 return Ok(bytes);
             }
         }
-        match self.mode {
-            ReadMode::Mmap => {
-                let bytes = crate::mmap::map_range(&file, range.start, len).map_err(io_err)?;
+        if self.mode == ReadMode::Mmap && (verify || len >= MAP_MIN) {
+            let origin = crate::mmap::Origin::new(
+                path.clone(),
+                info.name.to_string(),
+                format!("{}/{}", self.location, info.key),
+                info.byte_len,
+                &meta,
+            );
+            if let Some(bytes) =
+                crate::mmap::map_range(&file, range.start, len, origin).map_err(io_err)?
+            {
                 if verify {
-                    info.verify(&bytes, &self.location)?;
+                    // Hashing touches every page: a page that vanished meanwhile read as
+                    // zeros, which the check reports (by name) before the checksum would.
+                    let hashed = lit_core::checksum::checksum(&bytes);
+                    crate::mmap::check_mapped(&bytes)?;
+                    info.check_checksum(&self.location, hashed)?;
                 }
-                Ok(bytes)
-            }
-            ReadMode::Pread | ReadMode::Direct => {
-                let mut buf = self.buffers.take(len);
-                let mut hasher = StreamingChecksum::new();
-                if len >= PARALLEL_READ_MIN {
-                    pread_parallel(&file, buf.as_mut_slice(), range.start).map_err(io_err)?;
-                    if verify {
-                        hasher.update(buf.as_mut_slice());
-                    }
-                } else {
-                    pread_exact(&file, buf.as_mut_slice(), range.start, |chunk| {
-                        if verify {
-                            hasher.update(chunk);
-                        }
-                    })
-                    .map_err(io_err)?;
-                }
-                if verify {
-                    info.check_checksum(&self.location, hasher.digest())?;
-                }
-                Ok(buf.into_bytes())
+                return Ok(bytes);
             }
         }
+        // Pread, Direct where the filesystem refused it, Mmap where no mapping could be made.
+        let mut buf = self.buffers.take(len);
+        let mut hasher = StreamingChecksum::new();
+        if len >= PARALLEL_READ_MIN {
+            pread_parallel(&file, buf.as_mut_slice(), range.start).map_err(io_err)?;
+            if verify {
+                hasher.update(buf.as_mut_slice());
+            }
+        } else {
+            pread_exact(&file, buf.as_mut_slice(), range.start, |chunk| {
+                if verify {
+                    hasher.update(chunk);
+                }
+            })
+            .map_err(io_err)?;
+        }
+        if verify {
+            info.check_checksum(&self.location, hasher.digest())?;
+        }
+        Ok(buf.into_bytes())
     }
 }
+
+/// Unchecked ranges (`read_range`: embedding rows, tensors) smaller than this are read with
+/// `pread` even in [`ReadMode::Mmap`]: the caller copies them anyway, and a mapping costs two
+/// system calls and a fault per page.
+const MAP_MIN: usize = 1 << 20;
 
 /// Layers at least this large are read by [`READ_THREADS`] threads at once.
 const PARALLEL_READ_MIN: usize = 32 << 20;

@@ -46,10 +46,11 @@ impl MemorySource {
             .chain((0..manifest.aux_files.len()).map(ObjectId::Aux));
         for id in ids {
             let key = manifest.object(id)?.key.to_string();
-            objects.insert(
-                key,
-                crate::aligned::aligned_copy(&source.read_object(id).await?),
-            );
+            let read = source.read_object(id).await?;
+            let copy = crate::aligned::aligned_copy(&read);
+            // A mapped object truncated while it was copied read zeros.
+            crate::mmap::check_mapped(&read)?;
+            objects.insert(key, copy);
         }
         objects.insert(MANIFEST_KEY.to_string(), Bytes::from(manifest.encode()?));
         Ok(MemorySource {

@@ -15,50 +15,60 @@ fn write_fixture(dir: &Path, fx: &Fixture) {
     }
 }
 
+/// Every read mode, for the tests of files changed under a reader.
+const MODES: [ReadMode; 3] = [ReadMode::Pread, ReadMode::Mmap, ReadMode::Direct];
+
 #[test]
 fn truncated_layer_file_is_an_error_not_a_crash() {
-    let fx = Fixture::new();
-    let dir = tempfile::tempdir().unwrap();
-    write_fixture(dir.path(), &fx);
-    let source = LocalSource::open(dir.path()).unwrap();
-    let path = dir.path().join(&fx.manifest.layers[1].key);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(100)
-        .unwrap();
-    match block_on(source.read_object(ObjectId::Layer(1))) {
-        Err(Error::LengthMismatch {
-            layer,
-            expected,
-            actual,
-            ..
-        }) => {
-            assert_eq!(layer, "block.1");
-            assert_eq!(expected, fx.layer_bytes[1].len() as u64);
-            assert_eq!(actual, 100);
+    for mode in MODES {
+        let fx = Fixture::new();
+        let dir = tempfile::tempdir().unwrap();
+        write_fixture(dir.path(), &fx);
+        let source = LocalSource::open_with(dir.path(), mode).unwrap();
+        let path = dir.path().join(&fx.manifest.layers[1].key);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_len(100)
+            .unwrap();
+        match block_on(source.read_object(ObjectId::Layer(1))) {
+            Err(Error::LengthMismatch {
+                layer,
+                expected,
+                actual,
+                ..
+            }) => {
+                assert_eq!(layer, "block.1");
+                assert_eq!(expected, fx.layer_bytes[1].len() as u64);
+                assert_eq!(actual, 100);
+            }
+            other => panic!("{mode:?}: {other:?}"),
         }
-        other => panic!("{other:?}"),
     }
 }
 
 #[test]
 fn replaced_layer_file_is_caught_by_checksum() {
-    let fx = Fixture::new();
-    let dir = tempfile::tempdir().unwrap();
-    write_fixture(dir.path(), &fx);
-    let source = LocalSource::open(dir.path()).unwrap();
-    let path = dir.path().join(&fx.manifest.layers[3].key);
-    let mut other = fx.layer_bytes[3].clone();
-    other.reverse();
-    let tmp = dir.path().join("replacement");
-    std::fs::write(&tmp, &other).unwrap();
-    std::fs::rename(&tmp, &path).unwrap();
-    assert!(matches!(
-        block_on(source.read_object(ObjectId::Layer(3))),
-        Err(Error::ChecksumMismatch { .. })
-    ));
+    for mode in MODES {
+        let fx = Fixture::new();
+        let dir = tempfile::tempdir().unwrap();
+        write_fixture(dir.path(), &fx);
+        let source = LocalSource::open_with(dir.path(), mode).unwrap();
+        let path = dir.path().join(&fx.manifest.layers[3].key);
+        let mut other = fx.layer_bytes[3].clone();
+        other.reverse();
+        let tmp = dir.path().join("replacement");
+        std::fs::write(&tmp, &other).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert!(
+            matches!(
+                block_on(source.read_object(ObjectId::Layer(3))),
+                Err(Error::ChecksumMismatch { .. })
+            ),
+            "{mode:?}"
+        );
+    }
 }
 
 #[test]

@@ -29,6 +29,10 @@ pub(crate) struct Inner {
     pub(crate) parts: Vec<Vec<usize>>,
     pub(crate) state: Mutex<State>,
     pub(crate) cond: Condvar,
+    /// A store file found changed after a module computed on its mapped bytes
+    /// ([`lit_store::check_mapped`]): the next load returns it, so the results computed from
+    /// those bytes are not followed by more.
+    pub(crate) changed: Mutex<Option<lit_core::Error>>,
 }
 
 impl Inner {
@@ -251,6 +255,28 @@ impl Inner {
             }
         }
         s.demand = 0;
+        // Mapped layers (`ReadMode::Mmap`) are the store's pages, not a copy: a file truncated
+        // or replaced since they were read (a resident layer, between passes) is an error here,
+        // before anything computes on zeros or on another file's bytes.
+        let stale = self
+            .changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let intact = match stale {
+            Some(e) => Err(e),
+            None => data
+                .iter()
+                .try_for_each(|d| lit_store::check_mapped(&d.bytes)),
+        };
+        if let Err(e) = intact {
+            return Err(self.abort(s, owned, e.into()));
+        }
+        // Watched, not held: a module that copied its tensors must not keep the mapping.
+        let watches = data
+            .iter()
+            .filter_map(|d| lit_store::watch_mapped(&d.bytes))
+            .collect();
         let slots: Vec<LayerSlot<'_>> = need
             .iter()
             .zip(&data)
@@ -286,6 +312,7 @@ impl Inner {
             self.clone(),
             owned,
             need,
+            watches,
         ))
     }
 
@@ -312,8 +339,16 @@ impl Inner {
         err
     }
 
-    /// A loaded module was dropped.
-    pub(crate) fn finish(&self, owned: u64, layers: &[usize]) {
+    /// A loaded module was dropped; `watches` watch its mapped layers, checked after use (a
+    /// mapped page that vanished while the module was filled or computed read as zeros: the
+    /// next load says so).
+    pub(crate) fn finish(&self, owned: u64, layers: &[usize], watches: &[lit_store::MappedWatch]) {
+        if let Some(e) = watches.iter().find_map(|w| w.check().err()) {
+            self.changed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        }
         self.lock().release(owned);
         self.cond.notify_all();
         let at = Instant::now();

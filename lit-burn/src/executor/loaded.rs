@@ -24,11 +24,13 @@ struct Guard {
     inner: Arc<Inner>,
     owned: u64,
     layers: Vec<usize>,
+    /// The layers' mappings, checked after use (see `Inner::finish`).
+    watches: Vec<lit_store::MappedWatch>,
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.inner.finish(self.owned, &self.layers);
+        self.inner.finish(self.owned, &self.layers, &self.watches);
     }
 }
 
@@ -40,6 +42,7 @@ impl<M> Loaded<M> {
         inner: Arc<Inner>,
         owned: u64,
         layers: Vec<usize>,
+        watches: Vec<lit_store::MappedWatch>,
     ) -> Self {
         Loaded {
             module,
@@ -49,6 +52,7 @@ impl<M> Loaded<M> {
                 inner,
                 owned,
                 layers,
+                watches,
             },
         }
     }

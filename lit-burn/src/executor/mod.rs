@@ -302,6 +302,7 @@ impl Streamer {
             parts,
             state: Mutex::new(state),
             cond: Condvar::new(),
+            changed: Mutex::new(None),
         });
         let workers = (0..prefetch)
             .map(|k| {
@@ -376,6 +377,23 @@ impl Streamer {
     pub fn end_pass(&self) {
         self.inner.lock().end_pass();
         self.inner.cond.notify_all();
+    }
+
+    /// An error if a mapped layer's file changed (truncated, replaced, rewritten) while a
+    /// module computed on it ([`lit_store::check_mapped`]: vanished pages read as zeros), so
+    /// results computed since are not to be trusted. Every load checks this itself; call it
+    /// after the last use, whose check has no load after it.
+    pub fn check_store(&self) -> Result<()> {
+        match self
+            .inner
+            .changed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
     }
 
     /// The counters so far.

@@ -84,7 +84,7 @@ impl Inner {
             let start = offset + a as u64 * row_bytes;
             start..start + (b - a) as u64 * row_bytes
         };
-        let chunks: Vec<bytes::Bytes> = match held {
+        let chunks: Vec<bytes::Bytes> = match &held {
             // In memory: sliced out of the layer (whose tensors may sit at other offsets than
             // in the store: a layer held without its tables).
             Some(data) => {
@@ -135,6 +135,14 @@ impl Inner {
                     table.extend(data.iter::<f32>());
                 }
             }
+        }
+        // A held layer, and ranges of 1 MiB and more, may be mapped (`ReadMode::Mmap`): rows
+        // copied from pages that vanished meanwhile read as zeros, which the check reports.
+        match &held {
+            Some(data) => lit_store::check_mapped(&data.bytes)?,
+            None => chunks
+                .iter()
+                .try_for_each(|chunk| lit_store::check_mapped(chunk))?,
         }
         let mut out = Vec::with_capacity(ids.len() * cols);
         for r in ids {

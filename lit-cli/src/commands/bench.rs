@@ -39,6 +39,11 @@ pub(crate) struct Args {
     /// Leave out the mmap-everything mode (all weights mapped, the OS pages them in and out).
     #[arg(long)]
     no_mmap: bool,
+    /// Also run the lit and lit-mmap modes with this other `lit` binary (a build from before a
+    /// change), reported as `lit@baseline` and `lit-mmap@baseline`: before and after in one run,
+    /// against the same raw rate and resident pass.
+    #[arg(long, value_name = "LIT")]
+    baseline: Option<std::path::PathBuf>,
 }
 
 /// One mode's figures, from the report its `lit run` process wrote (`--stats-json`).
@@ -77,23 +82,33 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         (false, _) => &["warm"],
     };
 
+    let local = super::local_path(&args.store).is_some();
+    // The raw rate is read as before `auto` mapped stores that fit in memory: with pread there
+    // (a copy and a hash per byte), so overlap ratios compare with earlier runs
+    // (docs/benchmarks.md); where the store does not fit, `auto` reads directly, as it did.
+    let raw_source = if args.reach.read_mode == "auto" && local && fits {
+        let mut reach = args.reach.clone();
+        reach.read_mode = "pread".into();
+        reach.open(&args.store)?
+    } else {
+        source.clone()
+    };
     // The physical limit: every layer read once, by as many readers as the prefetch has.
     let mut raw = Vec::new();
     for &cache in caches {
         if cache == "cold" {
             crate::process::drop_page_cache();
         } else {
-            read_all(source.as_ref(), 2)?; // warm it
+            read_all(raw_source.as_ref(), 2)?; // warm it
         }
         let start = Instant::now();
-        read_all(source.as_ref(), args.prefetch.max(2))?;
+        read_all(raw_source.as_ref(), args.prefetch.max(2))?;
         raw.push((cache, model as f64 / start.elapsed().as_secs_f64()));
     }
 
     let events_file = tempfile::NamedTempFile::new()?;
     let mut timeline = None;
     let mut runs = Vec::new();
-    let local = super::local_path(&args.store).is_some();
     for &cache in caches {
         // Modes that hold the whole model only when it fits in memory (with room to spare).
         let mut modes: Vec<Mode> = Vec::new();
@@ -106,8 +121,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("bench: the model does not fit in memory: no plain-burn or resident mode");
         }
         modes.push(Mode::new("load-then-compute", Some(budget), 0, "pread"));
-        modes.push(Mode::new("lit", Some(budget), args.prefetch, "pread"));
+        // lit as shipped: `--read-mode auto` (mapped where the store fits in memory).
+        modes.push(Mode::new("lit", Some(budget), args.prefetch, "auto"));
         if local {
+            // lit copying each layer out of the page cache.
+            modes.push(Mode::new("lit-pread", Some(budget), args.prefetch, "pread"));
             // lit with mapped layers: no copy out of the page cache, pages mapped lazily.
             modes.push(Mode::new("lit-mmap", Some(budget), args.prefetch, "mmap"));
             // lit with direct reads: no page cache at all.
@@ -118,15 +136,23 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                 "direct",
             ));
         }
+        if let Some(baseline) = &args.baseline {
+            for (name, read_mode) in [("lit", "auto"), ("lit-mmap", "mmap")] {
+                let mut mode = Mode::new(name, Some(budget), args.prefetch, read_mode);
+                mode.exe = Some(baseline.clone());
+                modes.push(mode);
+            }
+        }
         if !args.no_mmap && local {
             // How llama.cpp and candle behave: everything mapped, no budget, the OS pages.
             modes.push(Mode::new("mmap-everything", None, 0, "mmap"));
         }
         for mode in modes {
-            eprintln!("bench: {} ({cache}) ...", mode.name);
+            eprintln!("bench: {} ({cache}) ...", mode.label());
             // The timeline comes from the first lit run (cold when caches can be dropped).
             let record =
-                (mode.name == "lit" && !embeds && timeline.is_none()).then(|| events_file.path());
+                (mode.name == "lit" && mode.exe.is_none() && !embeds && timeline.is_none())
+                    .then(|| events_file.path());
             runs.push(run_mode(
                 &args,
                 arch.model_type(),
@@ -319,9 +345,19 @@ struct Mode {
     budget: Option<u64>,
     prefetch: usize,
     read_mode: &'static str,
+    /// Another `lit` binary to run it with (`--baseline`); `None`: this one.
+    exe: Option<std::path::PathBuf>,
 }
 
 impl Mode {
+    /// The name runs are reported under.
+    fn label(&self) -> String {
+        match self.exe {
+            Some(_) => format!("{}@baseline", self.name),
+            None => self.name.to_string(),
+        }
+    }
+
     fn new(
         name: &'static str,
         budget: Option<u64>,
@@ -333,6 +369,7 @@ impl Mode {
             budget,
             prefetch,
             read_mode,
+            exe: None,
         }
     }
 }
@@ -348,13 +385,19 @@ fn run_mode(
     cache: &'static str,
     events: Option<&std::path::Path>,
 ) -> anyhow::Result<Run> {
+    let label = mode.label();
+    let exe = match &mode.exe {
+        Some(exe) => exe.clone(),
+        None => std::env::current_exe()?,
+    };
     let Mode {
         name: mode,
         budget,
         prefetch,
         read_mode,
+        ..
     } = *mode;
-    let mut cmd = Command::new(std::env::current_exe()?);
+    let mut cmd = Command::new(exe);
     cmd.args(["run", arch]).arg(&args.store);
     if embeds {
         cmd.args(["--repeat", &args.passes.to_string()]);
@@ -406,7 +449,7 @@ fn run_mode(
     // The first pass reads the whole model, but the rows of tables it reads by range.
     let first_pass_bytes = report.first_pass_bytes_read.unwrap_or(model_bytes) as f64;
     Ok(Run {
-        mode: mode.to_string(),
+        mode: label,
         cache,
         budget: budget.unwrap_or(0),
         prefetch,

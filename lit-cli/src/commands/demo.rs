@@ -116,6 +116,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             },
         )
         .context("generation failed")?;
+    streamer.check_store()?;
     let report = RunReport::streamed(
         &streamer,
         Some(budget),

@@ -50,13 +50,12 @@ pub(crate) struct StoreArgs {
     /// Read remote stores from the network every time.
     #[arg(long, conflicts_with = "disk_cache")]
     pub(crate) no_disk_cache: bool,
-    /// How local stores are read: pread (copied out of the page cache, which keeps the files
-    /// cached for the next pass and the next process), mmap (the page cache mapped, no copy; a
-    /// file truncated while mapped kills the process with SIGBUS), direct (O_DIRECT: the disk
-    /// fills lit's buffer, nothing is cached or copied twice, every read goes to the disk; pread
-    /// where the filesystem refuses it) or auto: direct when the store is larger than 80% of the
-    /// memory available (cgroup limits included), so the page cache could not keep it between
-    /// passes anyway, else pread.
+    /// How local stores are read: mmap (the page cache mapped, no copy; a file truncated or
+    /// replaced while mapped is an error, not a crash), pread (copied out of the page cache into
+    /// lit's own buffer), direct (O_DIRECT: the disk fills lit's buffer, nothing is cached or
+    /// copied twice, every read goes to the disk; pread where the filesystem refuses it) or
+    /// auto: direct when the store is larger than 80% of the memory available (cgroup limits
+    /// included), so the page cache could not keep it between passes anyway, else mmap.
     #[arg(long, value_name = "MODE", default_value = "auto", value_parser = ["auto", "pread", "mmap", "direct"])]
     pub(crate) read_mode: String,
 }
@@ -166,11 +165,11 @@ impl StoreArgs {
                 .unwrap_or_else(lit_store::disk_cache::default_cache_dir),
             max_bytes: self.disk_cache_size.as_u64(),
         });
-        // `auto` is resolved per store by `open`.
+        // `auto` is resolved per local store by `open` (only local stores have a read mode).
         let read_mode = match self.read_mode.as_str() {
-            "mmap" => lit_store::ReadMode::Mmap,
+            "pread" => lit_store::ReadMode::Pread,
             "direct" => lit_store::ReadMode::Direct,
-            _ => lit_store::ReadMode::Pread,
+            _ => lit_store::ReadMode::Mmap,
         };
         OpenOptions {
             read_mode,
@@ -225,15 +224,15 @@ impl StoreArgs {
 /// `--read-mode auto` for the local store at `path`: direct reads when the store is larger than
 /// 80% of the memory available to this process (cgroup limits included; the rest goes to the
 /// process itself and the layers in flight). Then the page cache cannot keep the streamed layers
-/// from one pass to the next (it would need model − budget bytes beside the budget), so `pread`
-/// would only copy every byte through it and evict other data to do so; direct reads are faster
-/// there (docs/benchmarks.md, "Read modes") and hold no second copy. Otherwise `pread`: after the
-/// first pass the streamed layers come from the page cache at memory speed, where direct reads
-/// would go to the disk every pass.
+/// from one pass to the next (it would need model − budget bytes beside the budget), so reading
+/// through it would only evict other data; direct reads are faster there (docs/benchmarks.md,
+/// "Read modes") and hold no second copy. Otherwise mmap: after the first pass the streamed
+/// layers are mapped straight out of the page cache, with no copy (pread copies every byte
+/// again each pass), and a store file changed under a mapping is an error, as with pread.
 fn auto_read_mode(path: &std::path::Path) -> lit_store::ReadMode {
     // An unreadable store is reported by the open that follows.
     let Ok(store) = lit_store::LocalSource::open(path) else {
-        return lit_store::ReadMode::Pread;
+        return lit_store::ReadMode::Mmap;
     };
     let available = lit_burn::memory::available();
     let mode = read_mode_for(store.manifest().total_bytes, available.map(|a| a.bytes));
@@ -247,11 +246,11 @@ fn auto_read_mode(path: &std::path::Path) -> lit_store::ReadMode {
 }
 
 /// [`auto_read_mode`]'s rule for a store of `store_bytes` with `available` bytes of memory
-/// (unknown: pread, which is right wherever the page cache helps and merely slower elsewhere).
+/// (unknown: mmap, which is right wherever the page cache helps and merely slower elsewhere).
 fn read_mode_for(store_bytes: u64, available: Option<u64>) -> lit_store::ReadMode {
     match available {
         Some(free) if store_bytes > free / 10 * 8 => lit_store::ReadMode::Direct,
-        _ => lit_store::ReadMode::Pread,
+        _ => lit_store::ReadMode::Mmap,
     }
 }
 
@@ -279,12 +278,9 @@ mod tests {
             read_mode_for(2_080_000_000, Some(2 * GIB)),
             ReadMode::Direct
         );
-        assert_eq!(
-            read_mode_for(2_080_000_000, Some(24 * GIB)),
-            ReadMode::Pread
-        );
-        assert_eq!(read_mode_for(8 * GIB, Some(10 * GIB)), ReadMode::Pread);
+        assert_eq!(read_mode_for(2_080_000_000, Some(24 * GIB)), ReadMode::Mmap);
+        assert_eq!(read_mode_for(8 * GIB, Some(10 * GIB)), ReadMode::Mmap);
         assert_eq!(read_mode_for(8 * GIB + 1, Some(10 * GIB)), ReadMode::Direct);
-        assert_eq!(read_mode_for(u64::MAX, None), ReadMode::Pread);
+        assert_eq!(read_mode_for(u64::MAX, None), ReadMode::Mmap);
     }
 }

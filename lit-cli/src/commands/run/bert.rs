@@ -128,7 +128,7 @@ fn embed_texts(args: Args, embedder: SentenceEmbedder) -> anyhow::Result<ExitCod
     let passes = texts.len().div_ceil(args.batch_size.max(1)) * args.repeat as usize;
     let report = crate::report::RunReport {
         repeat_ms,
-        ..args.common.report(embedder.streamer(), passes, seconds)
+        ..args.common.report(embedder.streamer(), passes, seconds)?
     };
     report.finish(args.common.stats_json.as_deref())?;
     Ok(ExitCode::SUCCESS)

@@ -188,7 +188,7 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
         })?;
         let report = args
             .common
-            .report(&streamer, out.passes(), out.total().as_secs_f64());
+            .report(&streamer, out.passes(), out.total().as_secs_f64())?;
         return finish(&ctx, report, &out);
     }
     // Plain Burn: every layer read, the whole model built, then run as an ordinary module.
@@ -196,9 +196,17 @@ pub(crate) fn run(args: Args, model_type: &str) -> anyhow::Result<ExitCode> {
     let layers = (0..m.layers.len())
         .map(|i| futures::executor::block_on(source.read_layer(i)))
         .collect::<lit_core::Result<Vec<_>>>()?;
+    // Mapped layers are checked after use, as the streamer checks its own.
+    let watches: Vec<_> = layers
+        .iter()
+        .filter_map(|l| lit_store::watch_mapped(&l.bytes))
+        .collect();
     let out = go(&ctx, eos, |prompt, generate, on_token| {
         decoder.generate_resident(layers, &options.load, prompt, generate, on_token)
     })?;
+    for watch in &watches {
+        watch.check()?;
+    }
     let report = RunReport::plain(m, out.passes(), out.total().as_secs_f64());
     finish(&ctx, report, &out)
 }

@@ -88,10 +88,23 @@ impl Common {
         options
     }
 
-    /// The report of `passes` passes through `streamer` run with these flags, taking `seconds`.
-    pub(crate) fn report(&self, streamer: &Streamer, passes: usize, seconds: f64) -> RunReport {
+    /// The report of `passes` passes through `streamer` run with these flags, taking `seconds`;
+    /// an error if a mapped store file changed under the last pass (its results are suspect).
+    pub(crate) fn report(
+        &self,
+        streamer: &Streamer,
+        passes: usize,
+        seconds: f64,
+    ) -> anyhow::Result<RunReport> {
+        streamer.check_store()?;
         let budget = Some(streamer.budget().bytes).filter(|&b| b != u64::MAX);
-        RunReport::streamed(streamer, budget, self.prefetch, passes, seconds)
+        Ok(RunReport::streamed(
+            streamer,
+            budget,
+            self.prefetch,
+            passes,
+            seconds,
+        ))
     }
 }
 

@@ -167,7 +167,7 @@ pub(crate) fn generate(
     }
     stdout.flush()?;
     let seconds = started.elapsed().as_secs_f64();
-    let report = common.report(streamer, streamer.stats().passes.len(), seconds);
+    let report = common.report(streamer, streamer.stats().passes.len(), seconds)?;
     let read = report.bytes_read;
     eprintln!(
         "{} prompts, {tokens} tokens in {seconds:.2} s ({:.2} tokens/s), {} at a time; \

@@ -138,7 +138,7 @@ pub(crate) fn run(args: &super::Args, input: &Path, output: &Path) -> anyhow::Re
         human_bytes(spill.peak_memory_bytes),
         human_bytes(spill.bytes_spilled)
     );
-    let report = args.common.report(embedder.streamer(), chunks, seconds);
+    let report = args.common.report(embedder.streamer(), chunks, seconds)?;
     report.finish(args.common.stats_json.as_deref())?;
     Ok(ExitCode::SUCCESS)
 }
