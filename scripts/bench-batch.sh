@@ -5,7 +5,8 @@
 #   scripts/bench-batch.sh [PARAMS, default 500M] [BUDGET, default 512MiB] [PROMPTS, default 64]
 # Env: TOKENS=8 (per prompt), BATCHES="1 4 16 64", SPILL=SIZE (one more run at the last batch size
 # with --kv-budget SIZE: keys and values beyond it on disk). Prints one JSON object on stdout;
-# checks that every run printed the same tokens.
+# checks that every run printed the same tokens. STORE=DIR uses that store (made with seed 11 if
+# missing, kept) instead of a temporary one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PARAMS="${1:-500M}"
@@ -18,7 +19,8 @@ cargo build --release -p lit-cli >&2
 LIT="$CARGO_TARGET_DIR/release/lit"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-"$LIT" synth llama "$WORK/llama.lit" --params "$PARAMS" --seed 11 >&2
+STORE="${STORE:-$WORK/llama.lit}"
+[ -f "$STORE/manifest.lit" ] || "$LIT" synth llama "$STORE" --params "$PARAMS" --seed 11 >&2
 python3 -c "
 import random
 random.seed(5)
@@ -28,7 +30,7 @@ RUNS=""
 run() { # NAME BATCH [FLAGS...]
   local name="$1" b="$2"; shift 2
   echo "run $name" >&2
-  "$LIT" run llama "$WORK/llama.lit" --ids --prompts "$WORK/prompts.txt" --batch "$b" \
+  "$LIT" run llama "$STORE" --ids --prompts "$WORK/prompts.txt" --batch "$b" \
     --max-tokens "$TOKENS" --budget "$BUDGET" --stats-json "$WORK/$name.json" "$@" \
     >"$WORK/$name.jsonl" 2>"$WORK/$name.err"
   RUNS="$RUNS $name:$b"

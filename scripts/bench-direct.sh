@@ -8,7 +8,8 @@
 # Needs root (drop_caches, cgroup v1). Env: WORK=DIR keeps the store there (made if missing;
 # deleted at the end unless KEEP=1); SETTINGS="CGROUP:BUDGET ..." (CGROUP `none` = no limit;
 # default "1GiB:512MiB 2GiB:1536MiB none:512MiB none:1536MiB"); MODES="pread mmap direct
-# mmap-everything auto"; TOKENS=4 (passes per run). Prints a table on stderr and JSON on stdout.
+# mmap-everything auto"; CACHES="cold warm"; TOKENS=4 (passes per run). Prints a table on
+# stderr and JSON on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PARAMS="${1:-520M}"
@@ -16,6 +17,7 @@ ROUNDS="${2:-2}"
 SETTINGS="${SETTINGS:-1GiB:512MiB 2GiB:1536MiB none:512MiB none:1536MiB}"
 MODES="${MODES:-pread mmap direct auto mmap-everything}"
 TOKENS="${TOKENS:-4}"
+CACHES="${CACHES:-cold warm}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/lit-target}"
 cargo build --release -p lit-cli >&2
 LIT="$CARGO_TARGET_DIR/release/lit"
@@ -63,7 +65,7 @@ for round in $(seq "$ROUNDS"); do
     budget=${setting##*:}
     limit=$([ "$cgroup" = none ] && echo -1 || bytes "$cgroup")
     echo "$limit" > "$CG/memory.limit_in_bytes"
-    for cache in cold warm; do
+    for cache in $CACHES; do
       for mode in $MODES; do
         # mmap-everything has no budget: once per cgroup size.
         if [ "$mode" = mmap-everything ]; then
@@ -91,9 +93,9 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$WORK" "$ROUNDS" "$SETTINGS" "$MODES" "$PARAMS" "$RAW_BYTES" <<'PY'
+python3 - "$WORK" "$ROUNDS" "$SETTINGS" "$MODES" "$PARAMS" "$RAW_BYTES" "$CACHES" <<'PY'
 import json, os, statistics, sys
-work, rounds, settings, modes, params, raw_bytes = sys.argv[1:]
+work, rounds, settings, modes, params, raw_bytes, caches = sys.argv[1:]
 rounds, raw_bytes = int(rounds), int(raw_bytes)
 raw = {}
 for line in open(f"{work}/raw.txt"):
@@ -106,7 +108,7 @@ best_cold = max(v for k, v in raw_rate.items() if k.startswith("cold"))
 out = {"params": params, "store_bytes": raw_bytes, "raw_read_bytes_per_s": raw_rate, "runs": []}
 for setting in settings.split():
     cgroup, budget = setting.split(":")
-    for cache in ["cold", "warm"]:
+    for cache in caches.split():
         for mode in modes.split():
             recs = []
             for r in range(1, rounds + 1):
@@ -135,7 +137,7 @@ for setting in settings.split():
                 per_pass = statistics.median(x["bytes_per_pass"] for x in ok)
                 rate = per_pass / (ms / 1e3) if ms > 0 else float("nan")
                 row.update({"pass_ms": ms, "bytes_per_pass": per_pass, "bytes_per_s": rate,
-                            "vs_raw": rate / (best_cold if cache == "cold" else raw_rate["warm"]),
+                            "vs_raw": rate / (best_cold if cache == "cold" else raw_rate.get("warm", float("nan"))),
                             "peak_rss": max(x["peak_rss"] for x in ok),
                             "cgroup_max_usage": max(x["cgroup_max_usage"] for x in ok)})
             out["runs"].append(row)
