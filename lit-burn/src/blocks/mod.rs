@@ -45,6 +45,10 @@ const DOT_ROWS: usize = 8;
 /// than tasks of 256 K on 2 cores (the fork and join cost more than the work they share).
 const MIN_TASK_MACS: usize = 1 << 20;
 
+/// Weight bytes walked for every activation row before the next ones are read (L2-sized): with
+/// several rows the weight comes from memory once, not once per row.
+const GROUP_BYTES: usize = 64 << 10;
+
 /// f32 bytes of one decoded tile for many activation rows.
 const TILE_BYTES: usize = 4 << 20;
 
@@ -114,27 +118,67 @@ impl BlockMatrix {
     /// `x · selfᵀ` for `n` activation rows `x` (`[n, cols]` row-major, `n` small): `[n, rows]`,
     /// by dot products on the blocks, the matrix's rows split between threads.
     pub fn matmul_transposed_f32(&self, x: &[f32], n: usize) -> Vec<f32> {
+        self.dot_rows(x, n, GROUP_BYTES)
+    }
+
+    /// [`Self::matmul_transposed_f32`] with the weight walked in groups of `group_bytes`: each
+    /// group is read from memory once and serves every activation row from the cache, so `n`
+    /// rows cost one pass over the weight, not `n`.
+    fn dot_rows(&self, x: &[f32], n: usize, group_bytes: usize) -> Vec<f32> {
         assert_eq!(x.len(), n * self.cols, "activations are not [n, cols]");
-        let mut out = vec![0f32; n * self.rows];
         if n == 0 || self.rows == 0 {
-            return out;
+            return vec![0f32; n * self.rows];
         }
-        // Tasks of at least MIN_TASK_MACS: a small matrix runs on this thread.
+        // Tasks of at least MIN_TASK_MACS (4× for several rows: two threads on 2–4 rows of a
+        // SmolLM2 matrix, ~2 M multiply-adds, were 20–25% slower than one): a small product runs
+        // on this thread.
         let threads = rayon::current_num_threads().max(1);
+        let min_macs = if n == 1 {
+            MIN_TASK_MACS
+        } else {
+            4 * MIN_TASK_MACS
+        };
         let per_task = self
             .rows
             .div_ceil(threads * 4)
-            .max(MIN_TASK_MACS.div_ceil(self.cols));
-        for (xi, oi) in x
-            .chunks_exact(self.cols)
-            .zip(out.chunks_exact_mut(self.rows))
-        {
-            oi.par_chunks_mut(per_task).enumerate().for_each(|(t, o)| {
-                let start = t * per_task * self.row_bytes;
-                let rows = &self.bytes[start..start + o.len() * self.row_bytes];
-                // Lengths were checked by `new`.
-                let _ = kernels::rows_dot(self.scheme, rows, self.row_bytes, xi, o);
+            .max(min_macs.div_ceil(self.cols * n));
+        // `[rows, n]`: a task's weight rows are one slice, whatever `n`.
+        let mut by_row = vec![0f32; self.rows * n];
+        by_row
+            .par_chunks_mut(per_task * n)
+            .enumerate()
+            .for_each(|(t, o)| {
+                let first = t * per_task;
+                let count = o.len() / n;
+                let group = (group_bytes / self.row_bytes).clamp(1, count);
+                let mut dots = vec![0f32; group];
+                for g0 in (0..count).step_by(group) {
+                    let g = group.min(count - g0);
+                    let start = (first + g0) * self.row_bytes;
+                    let rows = &self.bytes[start..start + g * self.row_bytes];
+                    for (i, xi) in x.chunks_exact(self.cols).enumerate() {
+                        // Lengths were checked by `new`.
+                        let _ = kernels::rows_dot(
+                            self.scheme,
+                            rows,
+                            self.row_bytes,
+                            xi,
+                            &mut dots[..g],
+                        );
+                        for (j, d) in dots[..g].iter().enumerate() {
+                            o[(g0 + j) * n + i] = *d;
+                        }
+                    }
+                }
             });
+        if n == 1 {
+            return by_row;
+        }
+        let mut out = vec![0f32; n * self.rows];
+        for (r, values) in by_row.chunks_exact(n).enumerate() {
+            for (i, v) in values.iter().enumerate() {
+                out[i * self.rows + r] = *v;
+            }
         }
         out
     }

@@ -98,6 +98,8 @@ fn block_matmul_equals_the_decoded_matmul_for_every_scheme() {
             (1, true),
             (3, false),
             (3, true),
+            (DOT_ROWS, false),
+            (DOT_ROWS, true),
             (DOT_ROWS + 1, false),
             (40, false),
         ] {
@@ -128,6 +130,46 @@ fn block_matmul_equals_the_decoded_matmul_for_every_scheme() {
             }
         }
         assert_eq!(m.decode(), w, "{scheme}: decode is the dequantizer's");
+    }
+}
+
+#[test]
+fn weight_groups_and_tasks_do_not_change_the_product() {
+    // 6000 rows × 8 activation rows: more than one task's multiply-adds (4 × MIN_TASK_MACS for
+    // several rows), so the weight is split between tasks, and within a task walked in groups of
+    // 1, 3 and all rows (a remainder too).
+    let mut rng = Rng(0x6709);
+    for scheme in SCHEMES {
+        let (rows, cols, n) = (6000, cols_for(scheme), 8);
+        assert!(rows * cols * n > 4 * MIN_TASK_MACS, "one task only");
+        let bytes = random_blocks(scheme, rows, cols, &mut rng);
+        let w = decoded(scheme, &bytes);
+        let m = BlockMatrix::new(scheme, rows, cols, bytes.into()).unwrap();
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.unit()).collect();
+        let want = reference(&w, rows, cols, &x, n);
+        let whole = m.dot_rows(&x, n, usize::MAX);
+        let scale: f64 = want.iter().map(|v| v.abs()).sum::<f64>() / want.len() as f64;
+        for (k, (g, e)) in whole.iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(*g) - e).abs() <= 1e-5 * scale.max(1.0) * cols as f64,
+                "{scheme} element {k}: {g} vs {e}"
+            );
+        }
+        for group_bytes in [1, 3 * m.row_bytes, GROUP_BYTES] {
+            assert_eq!(
+                m.dot_rows(&x, n, group_bytes),
+                whole,
+                "{scheme}, groups of {group_bytes} bytes"
+            );
+        }
+        // Each activation row alone gives its row of the product, bit for bit.
+        for (i, xi) in x.chunks_exact(cols).enumerate() {
+            assert_eq!(
+                m.matmul_transposed_f32(xi, 1),
+                whole[i * rows..(i + 1) * rows],
+                "{scheme}, activation row {i}"
+            );
+        }
     }
 }
 
@@ -347,5 +389,29 @@ fn microbench() {
             s1 * 1e3,
             (rows * cols) as f64 / s1 / 1e9
         );
+        // Several activation rows: one call (the weight walked once) against one call per row
+        // (walked once per row, as before weight groups).
+        for n in [2, 4, 8] {
+            let x: Vec<f32> = (0..n * cols).map(|_| rng.unit()).collect();
+            let reps = 50;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                std::hint::black_box(m.matmul_transposed_f32(&x, n));
+            }
+            let together = t.elapsed().as_secs_f64() / reps as f64;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                for xi in x.chunks_exact(cols) {
+                    std::hint::black_box(m.matmul_transposed_f32(xi, 1));
+                }
+            }
+            let apart = t.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "  {n} rows: together {:.3} ms, one row at a time {:.3} ms ({:.2}x)",
+                together * 1e3,
+                apart * 1e3,
+                apart / together
+            );
+        }
     }
 }
