@@ -78,8 +78,9 @@ pub(crate) struct State {
 
 /// Streamed layers from which room for two of them is kept (one resident layer fewer): one more
 /// layer read a pass buys the overlap of every streamed layer's compute with the next one's read.
-/// On the 34.9 GB Llama a layer reads in ~350 ms and computes in ~67 ms, so the overlap repays the
-/// read from about 5 streamed layers; below 4 it cannot.
+/// On the 34.9 GB Llama, cold, a layer reads in ~350 ms and computes in ~67 ms: the overlap
+/// repays the extra read from about 5 streamed layers; from the page cache (reads at memory
+/// speed) from 1 or 2. 4 lies between; measuring both times in the first pass would be better.
 pub(crate) const OVERLAP_MIN_STREAMED: usize = 4;
 
 /// Length of the longest prefix of `plan` that can stay resident within `budget` (see the
