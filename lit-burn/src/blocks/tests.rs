@@ -355,6 +355,15 @@ fn the_registry_does_not_keep_blocks_alive() {
     assert!(weak.upgrade().is_none());
 }
 
+/// Mean wall time of `f` over `reps` calls.
+fn seconds_per_call(reps: u32, mut f: impl FnMut()) -> f64 {
+    let t = std::time::Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    t.elapsed().as_secs_f64() / f64::from(reps)
+}
+
 #[test]
 #[ignore]
 fn microbench() {
@@ -369,19 +378,13 @@ fn microbench() {
         let bytes = random_blocks(scheme, rows, cols, &mut rng);
         let m = BlockMatrix::new(scheme, rows, cols, bytes.into()).unwrap();
         let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
-        let t = std::time::Instant::now();
-        let reps = 200;
-        for _ in 0..reps {
+        let s = seconds_per_call(200, || {
             std::hint::black_box(m.matmul_transposed_f32(&x, 1));
-        }
-        let s = t.elapsed().as_secs_f64() / reps as f64;
-        let x1: Vec<f32> = x.clone();
+        });
         let mut out = vec![0f32; rows];
-        let t = std::time::Instant::now();
-        for _ in 0..reps {
-            kernels::rows_dot(scheme, &m.bytes, m.row_bytes, &x1, &mut out).unwrap();
-        }
-        let s1 = t.elapsed().as_secs_f64() / reps as f64;
+        let s1 = seconds_per_call(200, || {
+            kernels::rows_dot(scheme, &m.bytes, m.row_bytes, &x, &mut out).unwrap();
+        });
         println!(
             "{scheme} {rows}x{cols}: {:.3} ms ({:.2} GMAC/s), one thread {:.3} ms ({:.2} GMAC/s)",
             s * 1e3,
@@ -393,19 +396,14 @@ fn microbench() {
         // (walked once per row, as before weight groups).
         for n in [2, 4, 8] {
             let x: Vec<f32> = (0..n * cols).map(|_| rng.unit()).collect();
-            let reps = 50;
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
+            let together = seconds_per_call(50, || {
                 std::hint::black_box(m.matmul_transposed_f32(&x, n));
-            }
-            let together = t.elapsed().as_secs_f64() / reps as f64;
-            let t = std::time::Instant::now();
-            for _ in 0..reps {
+            });
+            let apart = seconds_per_call(50, || {
                 for xi in x.chunks_exact(cols) {
                     std::hint::black_box(m.matmul_transposed_f32(xi, 1));
                 }
-            }
-            let apart = t.elapsed().as_secs_f64() / reps as f64;
+            });
             println!(
                 "  {n} rows: together {:.3} ms, one row at a time {:.3} ms ({:.2}x)",
                 together * 1e3,
