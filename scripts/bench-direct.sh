@@ -8,7 +8,7 @@
 # Needs root (drop_caches, cgroup v1). Env: WORK=DIR keeps the store there (made if missing;
 # deleted at the end unless KEEP=1); SETTINGS="CGROUP:BUDGET ..." (CGROUP `none` = no limit;
 # default "1GiB:512MiB 2GiB:1536MiB none:512MiB none:1536MiB"); MODES="pread mmap direct
-# mmap-everything auto"; CACHES="cold warm"; TOKENS=4 (passes per run). Prints a table on
+# mmap-everything auto" (also: auto-whole, auto with --whole-layers); CACHES="cold warm"; TOKENS=4 (passes per run). Prints a table on
 # stderr and JSON on stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +76,8 @@ for round in $(seq "$ROUNDS"); do
         args=(--ids --prompt 1 --max-tokens "$TOKENS")
         case $mode in
           mmap-everything) args+=(--read-mode mmap --prefetch 0) ;;
+          # Whole layers where the default streams a Llama's halves (pieces) separately.
+          auto-whole) args+=(--read-mode auto --whole-layers --budget "$budget") ;;
           *) args+=(--read-mode "$mode" --budget "$budget") ;;
         esac
         [ "$cache" = cold ] && args+=(--drop-caches)

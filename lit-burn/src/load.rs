@@ -131,6 +131,7 @@ pub fn load_module<M: Module>(
         .enumerate()
         .map(|(layer, data)| LayerSlot {
             layer,
+            tensors: None,
             data,
             converted: None,
         })
@@ -213,6 +214,8 @@ pub(crate) type Converted = Arc<Mutex<HashMap<usize, TensorData>>>;
 /// when it is resident.
 pub(crate) struct LayerSlot<'a> {
     pub(crate) layer: usize,
+    /// The tensors `data` holds when it is a run of the layer (a piece); `None`: all of them.
+    pub(crate) tensors: Option<std::ops::Range<usize>>,
     pub(crate) data: &'a LayerData,
     pub(crate) converted: Option<Converted>,
 }
@@ -267,7 +270,9 @@ impl Filler<'_> {
     /// The data of parameter `id` as its plan says, and its layout; `None` when it stays lazy.
     fn data(&mut self, id: ParamId) -> Option<(TensorData, BurnDType, Layout)> {
         let entry = self.plan.get(&id)?;
-        let slot = self.layers.iter().find(|s| s.layer == entry.layer)?;
+        let slot = self.layers.iter().find(|s| {
+            s.layer == entry.layer && s.tensors.as_ref().is_none_or(|t| t.contains(&entry.tensor))
+        })?;
         let converts = entry.step != Step::AsStored;
         if converts {
             self.copied.push(id);

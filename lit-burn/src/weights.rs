@@ -25,6 +25,13 @@ pub trait Weights {
 
     /// Called at the end of each forward pass (one token step).
     fn end_pass(&self) {}
+
+    /// Whether the model should load the pieces it declared
+    /// ([`StreamOptions::with_piece`](crate::StreamOptions::with_piece)) one at a time rather
+    /// than their whole layers (see [`Streamer::loads_pieces`]). Default: `false`.
+    fn loads_pieces(&self) -> bool {
+        false
+    }
 }
 
 impl Weights for Streamer {
@@ -40,6 +47,10 @@ impl Weights for Streamer {
 
     fn end_pass(&self) {
         Streamer::end_pass(self)
+    }
+
+    fn loads_pieces(&self) -> bool {
+        Streamer::loads_pieces(self)
     }
 }
 

@@ -4,8 +4,13 @@
 mod decoders;
 
 use decoders::*;
+use lit_burn::models::generate::{CausalLm, logits};
 use lit_burn::models::llama::{Llama, LlamaConfig};
 use lit_burn::models::synth::SynthConfig;
+use lit_burn::{StreamOptions, Streamer};
+use lit_core::WeightSource;
+use lit_store::LocalSource;
+use std::sync::Arc;
 
 const IDS: [u32; 7] = [1, 17, 5, 63, 2, 40, 9];
 
@@ -69,6 +74,80 @@ fn streamed_equals_resident() {
         let fx = fixture(SynthConfig::Llama(config), seed, 0.1);
         check_streamed_equals_resident(&fx, &model(&fx), Llama::names(), &IDS);
     }
+}
+
+/// Streamed in pieces, each tensor is checked against its own checksum: a flipped byte in one
+/// is an error naming it. A store without tensor checksums (format version 2) streams whole
+/// layers, with the same logits.
+#[test]
+fn pieces_are_verified_and_older_stores_stream_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fx = fixture(SynthConfig::Llama(gqa()), 6, 0.1);
+    let m = model(&fx);
+    let manifest = fx.source.manifest().clone();
+    let largest = manifest.largest_layer_bytes();
+    let options = || {
+        m.with_pieces(
+            StreamOptions::default()
+                .with_names(Llama::names())
+                .with_budget(largest),
+        )
+    };
+    let copy = |to: &std::path::Path| {
+        let from = fx.source.location();
+        for entry in walk(std::path::Path::new(from)) {
+            let dest = to.join(entry.strip_prefix(from).unwrap());
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&entry, dest).unwrap();
+        }
+    };
+    let intact = Streamer::new(fx.source.clone(), &m, options()).unwrap();
+    assert!(intact.loads_pieces());
+    let expected = logits(&intact, &m, &IDS).unwrap();
+
+    // One byte of `q_proj` flipped in block 1's layer file.
+    let bad = tmp.path().join("bad");
+    copy(&bad);
+    let (l, t) = manifest
+        .find_tensor("model.layers.1.self_attn.q_proj.weight")
+        .unwrap();
+    let path = bad.join(&manifest.layers[l].key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[(t.offset + t.len / 2) as usize] ^= 0x10;
+    std::fs::write(&path, bytes).unwrap();
+    let source: Arc<dyn WeightSource> = Arc::new(LocalSource::open(&bad).unwrap());
+    let streamer = Streamer::new(source, &m, options()).unwrap();
+    let err = logits(&streamer, &m, &IDS).unwrap_err().to_string();
+    assert!(
+        err.contains("model.layers.1") && err.contains("q_proj"),
+        "the error should name the layer and the tensor: {err}"
+    );
+
+    // The same store in format version 2: no tensor checksums, whole layers.
+    let old = tmp.path().join("old");
+    copy(&old);
+    std::fs::write(
+        old.join(lit_core::manifest::MANIFEST_KEY),
+        manifest.encode_v2().unwrap(),
+    )
+    .unwrap();
+    let source: Arc<dyn WeightSource> = Arc::new(LocalSource::open(&old).unwrap());
+    let streamer = Streamer::new(source, &m, options()).unwrap();
+    assert!(!streamer.loads_pieces());
+    assert_eq!(logits(&streamer, &m, &IDS).unwrap(), expected);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 #[test]

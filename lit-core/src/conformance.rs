@@ -82,6 +82,7 @@ impl Fixture {
                     offset,
                     len,
                     quant: None,
+                    checksum: Some(checksum(&bytes[offset as usize..])),
                 });
             }
             layers.push(LayerEntry {
@@ -250,6 +251,53 @@ pub async fn ranges(source: &dyn WeightSource, fx: &Fixture) {
             .unwrap_err()
             .is_not_found()
     );
+}
+
+/// Tensors read by [`WeightSource::read_tensors`], one at a time and as one run of all of a
+/// layer's tensors, are their bytes (each checked against its own checksum).
+pub async fn tensor_ranges(source: &dyn WeightSource, fx: &Fixture) {
+    for (i, bytes) in fx.layer_bytes.iter().enumerate() {
+        let tensors = &fx.manifest.layers[i].tensors;
+        let all = tensors[0].offset..tensors.iter().map(|t| t.offset + t.len).max().unwrap_or(0);
+        for r in tensors.iter().map(TensorEntry::range).chain([all]) {
+            let got = source
+                .read_tensors(i, r.clone())
+                .await
+                .unwrap_or_else(|e| panic!("layer {i} tensors {r:?}: {e}"));
+            assert_eq!(
+                got.as_ref(),
+                &bytes[r.start as usize..r.end as usize],
+                "layer {i} tensors {r:?}"
+            );
+        }
+    }
+}
+
+/// Over a store whose layer `corrupted` has a flipped byte ([`Fixture::with_flipped_byte`]):
+/// reading the tensor holding it is a checksum error naming the layer and the tensor; the
+/// layer's other tensors still read.
+pub async fn tensor_checksum_mismatch(source: &dyn WeightSource, fx: &Fixture, corrupted: usize) {
+    let layer = &fx.manifest.layers[corrupted];
+    let at = fx.layer_bytes[corrupted].len() as u64 / 2;
+    for t in &layer.tensors {
+        let result = source.read_tensors(corrupted, t.range()).await;
+        if t.range().contains(&at) {
+            match result {
+                Err(Error::ChecksumMismatch { layer: what, .. }) => {
+                    assert!(
+                        what.contains(&layer.name) && what.contains(&t.name),
+                        "the error should name the layer and the tensor: {what}"
+                    )
+                }
+                other => panic!(
+                    "expected a checksum mismatch for `{}`, got {other:?}",
+                    t.name
+                ),
+            }
+        } else {
+            result.unwrap_or_else(|e| panic!("intact tensor `{}`: {e}", t.name));
+        }
+    }
 }
 
 /// Over a store whose layer `missing` object was deleted: that layer errors, naming its key,

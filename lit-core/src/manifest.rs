@@ -5,7 +5,7 @@
 //! ```text
 //! offset  size  field
 //! 0       8     magic  b"LITSTORE"
-//! 8       4     format version (u32, currently 2; 1 is still read)
+//! 8       4     format version (u32, currently 3; 1 and 2 are still read)
 //! 12      4     flags (u32, must be 0)
 //! 16      8     payload length N (u64, ≤ MAX_MANIFEST_BYTES - 32)
 //! 24      8     XXH3-64 of the payload
@@ -17,6 +17,8 @@
 //!
 //! Version 2 added [`TensorEntry::quant`] (block-quantized tensors, see [`crate::quant`]); a
 //! version 1 payload is the same struct without that field and decodes with `quant: None`.
+//! Version 3 added [`TensorEntry::checksum`] (each tensor's bytes hashed on their own, so a
+//! tensor read by range is verified like a whole layer); older payloads decode with `None`.
 
 use crate::checksum::checksum;
 use crate::dtype::DType;
@@ -30,7 +32,7 @@ use std::ops::Range;
 /// First eight bytes of every manifest.
 pub const MAGIC: [u8; 8] = *b"LITSTORE";
 /// The format version this build writes (and the newest it reads).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest format version this build reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of the fixed header before the payload.
@@ -99,6 +101,9 @@ pub struct TensorEntry {
     /// The block quantization of the tensor's bytes (`None`: plain `dtype` elements). Since
     /// format version 2.
     pub quant: Option<QuantScheme>,
+    /// XXH3-64 of the tensor's bytes alone (`None` in stores written before format version 3).
+    /// Lets a tensor read by range, without the rest of its layer, be verified.
+    pub checksum: Option<u64>,
 }
 
 /// Version 1 of the payload: the same structs without [`TensorEntry::quant`].
@@ -157,6 +162,7 @@ mod v1 {
                                 offset: t.offset,
                                 len: t.len,
                                 quant: None,
+                                checksum: None,
                             })
                             .collect(),
                     })
@@ -200,6 +206,112 @@ mod v1 {
                     })
                 })
                 .collect::<Option<_>>()?,
+            aux_files: m.aux_files.clone(),
+            metadata: m.metadata.clone(),
+            total_bytes: m.total_bytes,
+            total_tensors: m.total_tensors,
+        };
+        bincode::serde::encode_to_vec(&old, bincode_config()).ok()
+    }
+}
+
+/// Version 2 of the payload: the same structs without [`TensorEntry::checksum`].
+mod v2 {
+    use super::*;
+
+    #[derive(Deserialize, Serialize)]
+    pub(super) struct Manifest {
+        model_name: String,
+        tool_version: String,
+        layers: Vec<LayerEntry>,
+        aux_files: Vec<AuxFile>,
+        metadata: Vec<(String, String)>,
+        total_bytes: u64,
+        total_tensors: u64,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    struct LayerEntry {
+        name: String,
+        key: String,
+        byte_len: u64,
+        checksum: u64,
+        tensors: Vec<TensorEntry>,
+    }
+
+    #[derive(Deserialize, Serialize)]
+    struct TensorEntry {
+        name: String,
+        dtype: DType,
+        shape: Vec<u64>,
+        offset: u64,
+        len: u64,
+        quant: Option<QuantScheme>,
+    }
+
+    impl From<Manifest> for super::Manifest {
+        fn from(m: Manifest) -> Self {
+            super::Manifest {
+                model_name: m.model_name,
+                tool_version: m.tool_version,
+                layers: m
+                    .layers
+                    .into_iter()
+                    .map(|l| super::LayerEntry {
+                        name: l.name,
+                        key: l.key,
+                        byte_len: l.byte_len,
+                        checksum: l.checksum,
+                        tensors: l
+                            .tensors
+                            .into_iter()
+                            .map(|t| super::TensorEntry {
+                                name: t.name,
+                                dtype: t.dtype,
+                                shape: t.shape,
+                                offset: t.offset,
+                                len: t.len,
+                                quant: t.quant,
+                                checksum: None,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+                aux_files: m.aux_files,
+                metadata: m.metadata,
+                total_bytes: m.total_bytes,
+                total_tensors: m.total_tensors,
+            }
+        }
+    }
+
+    /// Encodes `m` as a version 2 writer did (tensor checksums dropped).
+    pub(super) fn encode(m: &super::Manifest) -> Option<Vec<u8>> {
+        let old = Manifest {
+            model_name: m.model_name.clone(),
+            tool_version: m.tool_version.clone(),
+            layers: m
+                .layers
+                .iter()
+                .map(|l| LayerEntry {
+                    name: l.name.clone(),
+                    key: l.key.clone(),
+                    byte_len: l.byte_len,
+                    checksum: l.checksum,
+                    tensors: l
+                        .tensors
+                        .iter()
+                        .map(|t| TensorEntry {
+                            name: t.name.clone(),
+                            dtype: t.dtype,
+                            shape: t.shape.clone(),
+                            offset: t.offset,
+                            len: t.len,
+                            quant: t.quant,
+                        })
+                        .collect(),
+                })
+                .collect(),
             aux_files: m.aux_files.clone(),
             metadata: m.metadata.clone(),
             total_bytes: m.total_bytes,
@@ -398,6 +510,17 @@ impl Manifest {
         Self::frame(1, payload)
     }
 
+    /// Encodes the manifest in format version 2 (without tensor checksums), as lit wrote it
+    /// before version 3, for compatibility tests and for tools that must produce stores older
+    /// readers open.
+    pub fn encode_v2(&self) -> Result<Vec<u8>> {
+        self.validate("manifest being written")?;
+        let payload = v2::encode(self).ok_or_else(|| {
+            Error::InvalidArgument("cannot encode the manifest in format version 2".into())
+        })?;
+        Self::frame(2, payload)
+    }
+
     fn frame(version: u32, payload: Vec<u8>) -> Result<Vec<u8>> {
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
         out.extend_from_slice(&MAGIC);
@@ -464,6 +587,9 @@ impl Manifest {
         }
         let decoded = if version == 1 {
             bincode::serde::decode_from_slice::<v1::Manifest, _>(payload, bincode_config())
+                .map(|(m, used)| (Manifest::from(m), used))
+        } else if version == 2 {
+            bincode::serde::decode_from_slice::<v2::Manifest, _>(payload, bincode_config())
                 .map(|(m, used)| (Manifest::from(m), used))
         } else {
             bincode::serde::decode_from_slice(payload, bincode_config())

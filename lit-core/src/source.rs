@@ -40,6 +40,23 @@ pub trait WeightSource: Send + Sync + Debug {
         info.verify(&bytes, self.location())?;
         Ok(bytes)
     }
+
+    /// Bytes `range` of layer `index`, a range of whole tensors, each checked against its own
+    /// checksum where the manifest has one (format version 3; see
+    /// [`TensorChecks`](crate::checksum::TensorChecks)).
+    ///
+    /// The default reads the range and then hashes it; sources override it to hash while later
+    /// bytes are still being read.
+    async fn read_tensors(&self, index: usize, range: Range<u64>) -> Result<Bytes> {
+        let bytes = self
+            .read_range(ObjectId::Layer(index), range.clone())
+            .await?;
+        let layer = &self.manifest().layers[index];
+        let mut checks = crate::checksum::TensorChecks::new(layer, self.location(), range);
+        checks.update(&bytes);
+        checks.finish()?;
+        Ok(bytes)
+    }
 }
 
 /// Checks that `range` lies inside object `id` of `manifest`; sources call it before reading.
@@ -70,6 +87,9 @@ macro_rules! forward_weight_source {
             }
             async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
                 (**self).read_object(id).await
+            }
+            async fn read_tensors(&self, index: usize, range: Range<u64>) -> Result<Bytes> {
+                (**self).read_tensors(index, range).await
             }
         }
     )*};

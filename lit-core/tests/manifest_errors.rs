@@ -13,6 +13,7 @@ fn tensor(name: &str, dtype: DType, shape: &[u64], offset: u64) -> TensorEntry {
         offset,
         len,
         quant: None,
+        checksum: None,
     }
 }
 

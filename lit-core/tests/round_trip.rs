@@ -37,6 +37,7 @@ fn arb_manifest() -> impl Strategy<Value = Manifest> {
                                 offset,
                                 len,
                                 quant: None,
+                                checksum: None,
                             };
                             offset += len;
                             t

@@ -116,6 +116,19 @@ impl<S: WeightSource> WeightSource for CachedSource<S> {
         Ok(bytes)
     }
 
+    /// A cached layer was verified whole when it was cached: its slice is not hashed again.
+    async fn read_tensors(&self, index: usize, range: Range<u64>) -> Result<Bytes> {
+        let id = ObjectId::Layer(index);
+        lit_core::source::check_range(self.manifest(), id, &range)?;
+        if let Some(bytes) = self.lock().layers.get(&id) {
+            return Ok(bytes.slice(range.start as usize..range.end as usize));
+        }
+        let bytes = self.inner.read_tensors(index, range).await?;
+        self.bytes_from_inner
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
+    }
+
     async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
         if let Some(bytes) = self.lock().layers.get(&id) {
             self.hits.fetch_add(1, Ordering::Relaxed);

@@ -189,6 +189,7 @@ pub fn write_layer_quantized<W: Write, D: AsRef<[u8]>>(
             offset: at,
             len,
             quant: quant_of(i),
+            checksum: Some(lit_core::checksum::checksum(bytes)),
         });
         at += len;
     }

@@ -3,7 +3,7 @@
 use crate::aligned::BufferPool;
 use async_trait::async_trait;
 use bytes::Bytes;
-use lit_core::checksum::StreamingChecksum;
+use lit_core::checksum::{StreamingChecksum, TensorChecks};
 use lit_core::limits::MAX_MANIFEST_BYTES;
 use lit_core::manifest::MANIFEST_KEY;
 use lit_core::source::check_range;
@@ -166,11 +166,21 @@ impl LocalSource {
         }
     }
 
-    /// Reads `range` of object `id`; with `verify`, the range must be the whole object and is
-    /// checked against the manifest's checksum (hashed chunk by chunk as it arrives).
-    fn read_blocking(&self, id: ObjectId, range: Range<u64>, verify: bool) -> Result<Bytes> {
+    /// Reads `range` of object `id`, checked as `check` says (hashed chunk by chunk as it
+    /// arrives).
+    fn read_blocking(&self, id: ObjectId, range: Range<u64>, check: Check) -> Result<Bytes> {
         check_range(&self.manifest, id, &range)?;
         let info = self.manifest.object(id)?;
+        let verify = check == Check::Object;
+        let tensor_checks = || match (check, id) {
+            (Check::Tensors, ObjectId::Layer(i)) => Some(TensorChecks::new(
+                &self.manifest.layers[i],
+                &self.location,
+                range.clone(),
+            )),
+            _ => None,
+        };
+        let mut tensors = tensor_checks();
         let path = self.root.join(info.key);
         let file = File::open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -202,6 +212,9 @@ impl LocalSource {
                 if verify {
                     hasher.update(b);
                 }
+                if let Some(t) = tensors.as_mut() {
+                    t.update(b);
+                }
             };
             if let Some(bytes) = self
                 .try_direct(&path, &file, range.clone(), &mut on_bytes)
@@ -210,10 +223,15 @@ impl LocalSource {
                 if verify {
                     info.check_checksum(&self.location, hasher.digest())?;
                 }
+                if let Some(t) = tensors {
+                    t.finish()?;
+                }
                 return Ok(bytes);
             }
+            // Refused: whatever was hashed is discarded with the bytes.
+            tensors = tensor_checks();
         }
-        if self.mode == ReadMode::Mmap && (verify || len >= MAP_MIN) {
+        if self.mode == ReadMode::Mmap && (check != Check::None || len >= MAP_MIN) {
             let origin = crate::mmap::Origin::new(
                 path.clone(),
                 info.name.to_string(),
@@ -231,6 +249,11 @@ impl LocalSource {
                     crate::mmap::check_mapped(&bytes)?;
                     info.check_checksum(&self.location, hashed)?;
                 }
+                if let Some(mut t) = tensors {
+                    t.update(&bytes);
+                    crate::mmap::check_mapped(&bytes)?;
+                    t.finish()?;
+                }
                 return Ok(bytes);
             }
         }
@@ -242,10 +265,16 @@ impl LocalSource {
             if verify {
                 hasher.update(buf.as_mut_slice());
             }
+            if let Some(t) = tensors.as_mut() {
+                t.update(buf.as_mut_slice());
+            }
         } else {
             pread_exact(&file, buf.as_mut_slice(), range.start, |chunk| {
                 if verify {
                     hasher.update(chunk);
+                }
+                if let Some(t) = tensors.as_mut() {
+                    t.update(chunk);
                 }
             })
             .map_err(io_err)?;
@@ -253,8 +282,22 @@ impl LocalSource {
         if verify {
             info.check_checksum(&self.location, hasher.digest())?;
         }
+        if let Some(t) = tensors {
+            t.finish()?;
+        }
         Ok(buf.into_bytes())
     }
+}
+
+/// What [`LocalSource::read_blocking`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Check {
+    /// Nothing (a range: embedding rows).
+    None,
+    /// The whole object against its checksum.
+    Object,
+    /// Each tensor inside the range against its own checksum.
+    Tensors,
 }
 
 /// Unchecked ranges (`read_range`: embedding rows, tensors) smaller than this are read with
@@ -323,11 +366,16 @@ impl WeightSource for LocalSource {
     /// Reads synchronously: local reads are short and the executor calls sources from its own
     /// fetch threads.
     async fn read_range(&self, id: ObjectId, range: Range<u64>) -> Result<Bytes> {
-        self.read_blocking(id, range, false)
+        self.read_blocking(id, range, Check::None)
     }
 
     async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
         let len = self.manifest.object(id)?.byte_len;
-        self.read_blocking(id, 0..len, true)
+        self.read_blocking(id, 0..len, Check::Object)
+    }
+
+    /// Hashes each tensor while later bytes are still being read.
+    async fn read_tensors(&self, index: usize, range: Range<u64>) -> Result<Bytes> {
+        self.read_blocking(ObjectId::Layer(index), range, Check::Tensors)
     }
 }

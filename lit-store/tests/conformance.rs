@@ -23,9 +23,16 @@ fn run_suite(open: impl Fn(&[(String, Vec<u8>)]) -> Box<dyn WeightSource>) {
     block_on(conformance::identical_bytes(source.as_ref(), &fx));
     block_on(conformance::ranges(source.as_ref(), &fx));
     block_on(conformance::concurrent_readers(source.as_ref(), &fx));
+    block_on(conformance::tensor_ranges(source.as_ref(), &fx));
 
     let corrupt = open(&fx.with_flipped_byte(1).objects());
     block_on(conformance::checksum_mismatch(corrupt.as_ref(), &fx, 1));
+    let corrupt = open(&fx.with_flipped_byte(1).objects());
+    block_on(conformance::tensor_checksum_mismatch(
+        corrupt.as_ref(),
+        &fx,
+        1,
+    ));
 
     let missing_key = fx.manifest.layers[2].key.clone();
     let without: Vec<_> = fx

@@ -1,5 +1,6 @@
-//! Stores written before format version 2 keep opening and verifying; version 2 manifests carry
-//! quantized tensor entries and validate their byte lengths.
+//! Stores written before format versions 2 and 3 keep opening and verifying; version 2
+//! manifests carry quantized tensor entries and validate their byte lengths; version 3 adds a
+//! checksum per tensor.
 
 use lit_core::manifest::FORMAT_VERSION;
 use lit_core::{DType, Manifest, QuantScheme, WeightSource, WeightSourceExt};
@@ -34,11 +35,39 @@ async fn version_1_store() {
         .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
         .collect();
     assert_eq!(values, [1.0, -2.0, 3.5, 0.25, 100.0, -0.125]);
-    // Re-encoding in version 1 gives the fixture's bytes back; the current version is 2.
+    // Re-encoding in version 1 gives the fixture's bytes back; the current version is 3.
     assert_eq!(m.encode_v1().unwrap(), bytes);
-    assert_eq!(FORMAT_VERSION, 2);
-    let v2 = m.encode().unwrap();
-    assert_eq!(Manifest::decode(&v2, "v2").unwrap(), *m);
+    assert_eq!(FORMAT_VERSION, 3);
+    for encoded in [m.encode_v2().unwrap(), m.encode().unwrap()] {
+        assert_eq!(Manifest::decode(&encoded, "v2/v3").unwrap(), *m);
+    }
+}
+
+/// Version 3 records each tensor's checksum; a version 2 encoding of the same manifest drops
+/// them and decodes with none (its tensors read by range are then checked for length only).
+#[test]
+fn version_3_tensor_checksums_and_version_2_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer = lit_store::StoreWriter::create_local(dir.path().join("s")).unwrap();
+    let specs = [lit_store::layer_file::TensorSpec {
+        name: "w".into(),
+        dtype: DType::F32,
+        shape: vec![2],
+    }];
+    let data = [1.0f32, -3.0].map(f32::to_le_bytes).concat();
+    writer
+        .write_layer("l", &specs, |_| Ok(data.clone()))
+        .unwrap();
+    let m = writer.finish("v3", vec![]).unwrap();
+    let t = &m.layers[0].tensors[0];
+    assert_eq!(t.checksum, Some(lit_core::checksum::checksum(&data)));
+    let v2 = m.encode_v2().unwrap();
+    assert_eq!(u32::from_le_bytes(v2[8..12].try_into().unwrap()), 2);
+    let old = Manifest::decode(&v2, "v2").unwrap();
+    assert_eq!(old.layers[0].tensors[0].checksum, None);
+    let mut without = m.clone();
+    without.layers[0].tensors[0].checksum = None;
+    assert_eq!(old, without);
 }
 
 #[test]

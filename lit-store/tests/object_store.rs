@@ -48,6 +48,7 @@ fn reach(remote: RemoteOptions) -> OpenOptions {
 
 fn assert_identical(source: &dyn WeightSource, fx: &Fixture) {
     block_on(conformance::identical_bytes(source, fx));
+    block_on(conformance::tensor_ranges(source, fx));
 }
 
 #[test]

@@ -224,6 +224,7 @@ fn tensor(
         offset,
         len: bytes.len() as u64,
         quant: Some(scheme),
+        checksum: None,
     }
 }
 
@@ -277,6 +278,7 @@ fn loaded_blocks_compute_like_decoded_weights() {
             offset,
             len: (out * 4) as u64,
             quant: None,
+            checksum: None,
         });
     }
     let layer = LayerData {

@@ -3,6 +3,7 @@
 
 use super::loaded::Loaded;
 use super::state::{Acquire, State};
+use super::units::Units;
 use crate::error::{Error, LoadErrors, Result};
 use crate::load::{LayerSlot, fill, param_ids};
 use crate::paths::ParamPaths;
@@ -27,6 +28,9 @@ pub(crate) struct Inner {
     /// Per layer, the tensors it is read and held without (tables read only by rows; see
     /// [`super::StreamOptions::rows_only`]); empty for a layer read whole.
     pub(crate) parts: Vec<Vec<usize>>,
+    /// What is read and held as one buffer: the layers, some maybe split into pieces. The
+    /// state's indices are units.
+    pub(crate) units: Units,
     pub(crate) state: Mutex<State>,
     pub(crate) cond: Condvar,
     /// A store file found changed after a module computed on its mapped bytes
@@ -49,21 +53,30 @@ impl Inner {
         self.observer.on_event(&event);
     }
 
-    /// Reads layer `index` from the source, with events: whole, or without its tables read
-    /// only by rows.
-    fn fetch(&self, index: usize) -> lit_core::Result<LayerData> {
+    /// Reads unit `unit` from the source, with events (under its layer's index): a whole
+    /// layer, a layer without its tables read only by rows, or a run of a piece.
+    fn fetch(&self, unit: usize) -> lit_core::Result<LayerData> {
+        let (index, run) = {
+            let u = self.units.get(unit);
+            (u.layer, u.run.clone())
+        };
         let layer = &self.source.manifest().layers[index];
         let without = &self.parts[index];
-        let bytes = layer.byte_len - without.iter().map(|&t| layer.tensors[t].len).sum::<u64>();
+        let bytes = match &run {
+            Some((_, range)) => range.end - range.start,
+            None => layer.byte_len - without.iter().map(|&t| layer.tensors[t].len).sum::<u64>(),
+        };
         self.emit(Event::FetchStarted {
             index,
             bytes,
             at: Instant::now(),
         });
-        let result = if without.is_empty() {
-            futures::executor::block_on(self.source.read_layer(index))
-        } else {
-            self.fetch_part(index, without)
+        let result = match run {
+            Some((tensors, range)) => self.fetch_run(index, tensors, range),
+            None if without.is_empty() => {
+                futures::executor::block_on(self.source.read_layer(index))
+            }
+            None => self.fetch_part(index, without),
         };
         self.emit(Event::FetchFinished {
             index,
@@ -116,6 +129,33 @@ impl Inner {
         })
     }
 
+    /// Tensors `tensors` of layer `index`, bytes `range` of the layer object, each tensor
+    /// checked against its own checksum; the layer's other tensors have no bytes (offset and
+    /// length 0).
+    fn fetch_run(
+        &self,
+        index: usize,
+        tensors: std::ops::Range<usize>,
+        range: std::ops::Range<u64>,
+    ) -> lit_core::Result<LayerData> {
+        let bytes = futures::executor::block_on(self.source.read_tensors(index, range.clone()))?;
+        let mut entry = self.source.manifest().layers[index].clone();
+        for (t, e) in entry.tensors.iter_mut().enumerate() {
+            if tensors.contains(&t) {
+                e.offset -= range.start;
+            } else {
+                e.offset = 0;
+                e.len = 0;
+            }
+        }
+        entry.byte_len = bytes.len() as u64;
+        Ok(LayerData {
+            index,
+            entry,
+            bytes,
+        })
+    }
+
     /// The first parameter of `ids` whose tensor a layer is held without (a table read only
     /// by rows), by store name.
     fn rows_only_in(&self, ids: &[ParamId]) -> Option<String> {
@@ -147,16 +187,16 @@ impl Inner {
         }
     }
 
-    /// The ids of `module`'s parameters and the layers they live in (in index order). Ids the
+    /// The ids of `module`'s parameters and the units they live in (in index order). Ids the
     /// plan lacks are either tolerated missing tensors or not part of the skeleton (an error).
-    fn layers_of<M: Module>(&self, module: &M) -> Result<(Vec<ParamId>, Vec<usize>)> {
+    fn units_of<M: Module>(&self, module: &M) -> Result<(Vec<ParamId>, Vec<usize>)> {
         let ids = param_ids(module);
         let mut problems = Vec::new();
         let mut layers = BTreeSet::new();
         for id in &ids {
             match self.plan.get(id) {
                 Some(entry) => {
-                    layers.insert(entry.layer);
+                    layers.insert(self.units.of(entry.layer, entry.tensor));
                 }
                 None if self.plan.missing(id).is_some() => {}
                 None => problems.extend(self.paths.get(*id).err()),
@@ -179,7 +219,11 @@ impl Inner {
         module: &M,
         observe: bool,
     ) -> Result<Loaded<M>> {
-        let (ids, need) = self.layers_of(module)?;
+        let (ids, need) = self.units_of(module)?;
+        // The layers of the units, each once (for names, events and the load report).
+        let mut layers: Vec<usize> = need.iter().map(|&u| self.units.get(u).layer).collect();
+        layers.sort_unstable();
+        layers.dedup();
         if let Some(name) = self.rows_only_in(&ids) {
             return Err(Error::InvalidArgument(format!(
                 "`{name}` is read only by rows under this budget (StreamOptions::rows_only): \
@@ -193,7 +237,8 @@ impl Inner {
             need.iter().map(|&l| s.size(l)).sum()
         };
         let names = || {
-            need.iter()
+            layers
+                .iter()
                 .map(|&l| format!("`{}`", manifest.layers[l].name))
                 .collect::<Vec<_>>()
                 .join(", ")
@@ -280,16 +325,20 @@ impl Inner {
         let slots: Vec<LayerSlot<'_>> = need
             .iter()
             .zip(&data)
-            .map(|(&layer, data)| LayerSlot {
-                layer,
-                data,
-                converted: s.converted(layer),
+            .map(|(&unit, data)| {
+                let u = self.units.get(unit);
+                LayerSlot {
+                    layer: u.layer,
+                    tensors: u.run.as_ref().map(|(t, _)| t.clone()),
+                    data,
+                    converted: s.converted(unit),
+                }
             })
             .collect();
         drop(s);
         self.cond.notify_all();
-        for layer in resident_hits {
-            self.emit_resident_hit(layer);
+        for unit in resident_hits {
+            self.emit_resident_hit(self.units.get(unit).layer);
         }
         let (module, filled) = match fill(module, &self.plan, &slots) {
             Ok(filled) => filled,
@@ -302,7 +351,7 @@ impl Inner {
             self.lock().count_converted(filled.converted);
         }
         let now = Instant::now();
-        for &index in &need {
+        for &index in &layers {
             self.emit(Event::ComputeStarted { index, at: now });
         }
         Ok(Loaded::new(
@@ -311,7 +360,7 @@ impl Inner {
             filled.copied,
             self.clone(),
             owned,
-            need,
+            layers,
             watches,
         ))
     }

@@ -30,6 +30,7 @@ mod loaded;
 mod rows;
 mod state;
 pub mod stats;
+mod units;
 
 pub use budget::{AUTO_SHARE, Budget, BudgetChoice, PROCESS_RESERVE};
 use inner::Inner;
@@ -41,7 +42,7 @@ use crate::load::LoadOptions;
 use crate::names::NameMap;
 use crate::paths::ParamPaths;
 use crate::plan::LoadPlan;
-use burn::module::{Module, Param};
+use burn::module::{Module, Param, ParamId};
 use burn::tensor::{Device, Tensor};
 use lit_core::{NoObserver, Observer, WeightSource};
 use state::State;
@@ -50,6 +51,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use units::Units;
 
 /// Most prefetch threads a streamer starts, whatever [`StreamOptions::prefetch`] asks: more
 /// reads in flight than this gain nothing on any storage lit was measured on.
@@ -73,6 +75,12 @@ pub struct StreamOptions {
     /// and held without them (the other tensors by range) and the rows always by range, so a
     /// table larger than the budget does not stop a model whose other layers fit it.
     pub rows_only: Vec<String>,
+    /// Submodules the model loads one after another, each on its own (the parameter ids of
+    /// each; see [`StreamOptions::with_piece`]).
+    pub pieces: Vec<Vec<ParamId>>,
+    /// Streams whole layers even where pieces would be streamed (for comparisons). Default:
+    /// `false`.
+    pub whole_layers: bool,
     /// Receives fetch and compute events.
     pub observer: Arc<dyn Observer>,
 }
@@ -85,6 +93,8 @@ impl Default for StreamOptions {
             load: LoadOptions::default(),
             held_through_pass: Vec::new(),
             rows_only: Vec::new(),
+            pieces: Vec::new(),
+            whole_layers: false,
             observer: Arc::new(NoObserver),
         }
     }
@@ -131,6 +141,26 @@ impl StreamOptions {
     /// [`StreamOptions::rows_only`]); unknown names are ignored.
     pub fn with_rows_only(mut self, name: impl Into<String>) -> Self {
         self.rows_only.push(name.into());
+        self
+    }
+
+    /// Declares `module` (a submodule of the skeleton, or a tuple of several) a **piece**: a
+    /// part of a layer that the model loads on its own, the layer's other pieces before or
+    /// after it. When the budget cannot hold two of the model's largest layers, layers made of
+    /// pieces are then streamed piece by piece, so the next piece is read while one computes
+    /// (with whole layers, such a budget reads and computes in series). The model must then
+    /// load the pieces, not the whole layer: [`Streamer::loads_pieces`] says which to do.
+    ///
+    /// Layers are split only when every layer holding a piece can be: stored without
+    /// conversion, with per-tensor checksums (format version 3; older stores stream whole).
+    pub fn with_piece<M: Module>(mut self, module: &M) -> Self {
+        self.pieces.push(crate::load::param_ids(module));
+        self
+    }
+
+    /// Streams whole layers even where [pieces](StreamOptions::with_piece) would be streamed.
+    pub fn with_whole_layers(mut self, whole: bool) -> Self {
+        self.whole_layers = whole;
         self
     }
 
@@ -283,14 +313,38 @@ impl Streamer {
             .prefetch
             .min(used.len().saturating_sub(1))
             .min(MAX_PREFETCH_THREADS);
-        let read_sizes = manifest
+        let mut read_sizes: Vec<u64> = manifest
             .layers
             .iter()
             .zip(&parts)
             .map(|(l, without)| l.byte_len - without.iter().map(|&t| l.tensors[t].len).sum::<u64>())
             .collect();
-        let state = State::new(sizes, used.into_iter().collect(), budget, prefetch)
-            .with_read_sizes(read_sizes);
+        let mut sizes = sizes;
+        // Pieces only pay when whole layers cannot overlap: two of the largest do not fit.
+        let units =
+            if prefetch > 0 && !options.whole_layers && largest.saturating_mul(2) > budget {
+                split_pieces(manifest, &plan, &options.pieces, &parts, &pinned)
+            } else {
+                None
+            }
+            .unwrap_or_else(|| Units::whole(manifest.layers.len()));
+        let mut order = Vec::with_capacity(units.len());
+        if units.any_split() {
+            sizes.resize(units.len(), 0);
+            read_sizes.resize(units.len(), 0);
+            for u in 0..units.len() {
+                if let Some((_, bytes)) = &units.get(u).run {
+                    sizes[u] = bytes.end - bytes.start;
+                    read_sizes[u] = sizes[u];
+                }
+            }
+        }
+        for &l in &used {
+            order.extend_from_slice(units.of_layer(l));
+        }
+        let state = State::new(sizes, order, budget, prefetch)
+            .with_read_sizes(read_sizes)
+            .with_groups(units.groups());
         let inner = Arc::new(Inner {
             source,
             paths,
@@ -300,6 +354,7 @@ impl Streamer {
             budget_choice: choice,
             device,
             parts,
+            units,
             state: Mutex::new(state),
             cond: Condvar::new(),
             changed: Mutex::new(None),
@@ -345,6 +400,15 @@ impl Streamer {
             rx.await
                 .unwrap_or_else(|_| Err(Error::InvalidArgument("the load thread panicked".into())))
         }
+    }
+
+    /// Whether this streamer streams the pieces declared with [`StreamOptions::with_piece`]
+    /// one at a time: the model must then load each piece on its own, never a whole layer
+    /// made of pieces (that would hold all its pieces at once; allowed, but no faster).
+    /// `false`: load whole layers (loading their pieces one after another would read each
+    /// layer once per piece).
+    pub fn loads_pieces(&self) -> bool {
+        self.inner.units.any_split()
     }
 
     /// Rows `ids` of the 2-D float parameter `weight` of the skeleton (an embedding table),
@@ -411,14 +475,14 @@ impl Streamer {
         }
     }
 
-    /// Names of the layers in the planned order.
+    /// Names of the layers in the planned order (a layer streamed in pieces once per unit).
     pub fn plan(&self) -> Vec<String> {
         let layers = &self.inner.source.manifest().layers;
         self.inner
             .lock()
             .plan()
             .iter()
-            .map(|&l| layers[l].name.clone())
+            .map(|&u| layers[self.inner.units.get(u).layer].name.clone())
             .collect()
     }
 
@@ -442,6 +506,42 @@ impl Streamer {
     pub fn device(&self) -> Option<&Device> {
         self.inner.device.as_ref()
     }
+}
+
+/// The units of `manifest` with each layer that holds a piece split into its pieces, or `None`
+/// when there are no pieces or a layer holding one cannot be split: stored with conversions
+/// (their working copies are per layer), held without tables, held through each pass, or
+/// without per-tensor checksums.
+fn split_pieces(
+    manifest: &lit_core::Manifest,
+    plan: &LoadPlan,
+    pieces: &[Vec<ParamId>],
+    parts: &[Vec<usize>],
+    pinned: &BTreeSet<usize>,
+) -> Option<Units> {
+    let mut assigned: Vec<Option<Vec<Option<usize>>>> = vec![None; manifest.layers.len()];
+    for (p, ids) in pieces.iter().enumerate() {
+        for id in ids {
+            let Some(entry) = plan.get(id) else { continue };
+            let layer = &manifest.layers[entry.layer];
+            assigned[entry.layer].get_or_insert_with(|| vec![None; layer.tensors.len()])
+                [entry.tensor] = Some(p);
+        }
+    }
+    let mut units = Units::whole(manifest.layers.len());
+    for (l, piece) in assigned.iter().enumerate() {
+        let Some(piece) = piece else { continue };
+        let layer = &manifest.layers[l];
+        let splittable = plan.held_bytes(l, layer.byte_len) == layer.byte_len
+            && parts[l].is_empty()
+            && !pinned.contains(&l)
+            && layer.tensors.iter().all(|t| t.checksum.is_some());
+        if !splittable {
+            return None;
+        }
+        units.split(l, layer, piece);
+    }
+    units.any_split().then_some(units)
 }
 
 impl Drop for Streamer {

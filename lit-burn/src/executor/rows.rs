@@ -40,15 +40,16 @@ impl Inner {
         let held = if rows_only {
             None
         } else {
+            let unit = self.units.of(entry.layer, entry.tensor);
             let mut s = self.lock();
-            match s.resident_data(entry.layer) {
+            match s.resident_data(unit) {
                 Some(data) => Some(data),
                 // A budget that keeps the whole model: the table is loaded once (a prefetched
                 // copy too), then stays resident.
                 None if s.keeps_everything() => return Ok(None),
                 // Prefetched (the first pass follows the manifest's order): used here and given
                 // back, or it would hold its bytes until a load that may never come.
-                None => s.take_prefetched(entry.layer),
+                None => s.take_prefetched(unit),
             }
         };
         // Budget given back wakes a waiting load or prefetch.

@@ -54,6 +54,9 @@ pub(crate) struct State {
     sizes: Vec<u64>,
     /// Bytes each layer reads from the source (for the statistics).
     read_sizes: Vec<u64>,
+    /// Layers loaded together share a group (the units of one piece, see `units`): the
+    /// prefetch depth counts groups, so a piece in two runs is read ahead as one.
+    groups: Vec<usize>,
     budget: u64,
     prefetch: usize,
     plan: Vec<usize>,
@@ -122,6 +125,7 @@ impl State {
     pub(crate) fn new(sizes: Vec<u64>, plan: Vec<usize>, budget: u64, prefetch: usize) -> Self {
         let mut s = State {
             read_sizes: sizes.clone(),
+            groups: (0..sizes.len()).collect(),
             sizes,
             budget,
             prefetch,
@@ -150,6 +154,12 @@ impl State {
     /// Counts `read` bytes per layer in the statistics instead of the held sizes.
     pub(crate) fn with_read_sizes(mut self, read: Vec<u64>) -> Self {
         self.read_sizes = read;
+        self
+    }
+
+    /// Prefetches layers with the same group together (see [`State::groups`]).
+    pub(crate) fn with_groups(mut self, groups: Vec<usize>) -> Self {
+        self.groups = groups;
         self
     }
 
@@ -393,23 +403,31 @@ impl State {
     }
 
     /// The next layer a prefetch worker should read (its bytes are reserved and it is marked
-    /// fetching), if any: the first of the next `prefetch` non-resident layers of the plan that
-    /// is not read yet, when it fits the budget. Never skips ahead past a layer that does not fit.
+    /// fetching), if any: the first not read yet of the non-resident layers of the next
+    /// `prefetch` groups of the plan (a group is usually one layer), when it fits the budget.
+    /// Never skips ahead past a layer that does not fit.
     pub(crate) fn next_prefetch(&mut self) -> Option<usize> {
         if self.shutdown || self.demand > 0 || self.plan.is_empty() {
             return None;
         }
         let n = self.plan.len();
         let mut window = 0;
+        let mut group = None;
         // Up to n - 1 positions: never the layer just loaded (still running).
         for step in 0..n.saturating_sub(1) {
-            if window == self.prefetch {
-                break;
-            }
             let layer = self.plan[(self.cursor + step) % n];
+            if matches!(self.slots.get(&layer), Some(Slot::Resident(..))) {
+                continue;
+            }
+            if group != Some(self.groups[layer]) {
+                if window == self.prefetch {
+                    break;
+                }
+                window += 1;
+                group = Some(self.groups[layer]);
+            }
             match self.slots.get(&layer) {
-                Some(Slot::Resident(..)) => continue,
-                Some(_) => window += 1,
+                Some(_) => continue,
                 None => {
                     let size = self.sizes[layer];
                     if self.held + size > self.budget {

@@ -143,7 +143,7 @@ pub trait Decoder: Send {
 
 impl<M: CausalLm> Decoder for M {
     fn streamer(&self, source: Arc<dyn WeightSource>, options: StreamOptions) -> Result<Streamer> {
-        Streamer::new(source, self, options)
+        Streamer::new(source, self, self.with_pieces(options))
     }
 
     fn generate(

@@ -51,6 +51,14 @@ pub trait CausalLm: Module {
     fn stop_tokens(&self) -> Vec<u32> {
         Vec::new()
     }
+
+    /// `options` with the pieces this model can load one at a time
+    /// ([`StreamOptions::with_piece`](crate::StreamOptions::with_piece)) declared; models that
+    /// declare pieces load them separately when [`Weights::loads_pieces`] says so. None by
+    /// default.
+    fn with_pieces(&self, options: crate::StreamOptions) -> crate::StreamOptions {
+        options
+    }
 }
 
 /// Options of [`generate`].

@@ -370,15 +370,53 @@ impl LlamaBlock {
     /// projections and MLP once on all the rows, attention on each sequence's rows with its own
     /// positions and cache.
     pub fn forward(&self, x: Tensor<3>, seqs: &mut [Seq<'_>], layer: usize) -> Result<Tensor<3>> {
-        let h = self
-            .self_attn
-            .forward(self.input_layernorm.forward(x.clone()), seqs, layer)?;
-        let x = x + h;
-        let m = self
-            .mlp
-            .forward(self.post_attention_layernorm.forward(x.clone()));
-        Ok(x + m)
+        let x = attention_step(&self.input_layernorm, &self.self_attn, x, seqs, layer)?;
+        Ok(mlp_step(&self.post_attention_layernorm, &self.mlp, x))
     }
+
+    /// The attention half (its norm and attention), a piece the streamer can hold alone.
+    pub fn attention_piece(&self) -> (RmsNorm, LlamaAttention) {
+        (self.input_layernorm.clone(), self.self_attn.clone())
+    }
+
+    /// The MLP half (its norm and MLP), a piece the streamer can hold alone.
+    pub fn mlp_piece(&self) -> (RmsNorm, LlamaMlp) {
+        (self.post_attention_layernorm.clone(), self.mlp.clone())
+    }
+
+    /// [`LlamaBlock::forward`] with each half loaded through `weights` on its own, so a
+    /// streamer holds one half at a time (see [`Weights::loads_pieces`]).
+    fn forward_in_pieces<W: Weights>(
+        &self,
+        weights: &W,
+        x: Tensor<3>,
+        seqs: &mut [Seq<'_>],
+        layer: usize,
+    ) -> Result<Tensor<3>> {
+        let attention = weights.load(&self.attention_piece())?;
+        let x = attention_step(&attention.0, &attention.1, x, seqs, layer)?;
+        drop(attention);
+        let mlp = weights.load(&self.mlp_piece())?;
+        Ok(mlp_step(&mlp.0, &mlp.1, x))
+    }
+}
+
+/// `x` plus attention of its normed rows.
+fn attention_step(
+    norm: &RmsNorm,
+    attention: &LlamaAttention,
+    x: Tensor<3>,
+    seqs: &mut [Seq<'_>],
+    layer: usize,
+) -> Result<Tensor<3>> {
+    let h = attention.forward(norm.forward(x.clone()), seqs, layer)?;
+    Ok(x + h)
+}
+
+/// `x` plus the MLP of its normed rows.
+fn mlp_step(norm: &RmsNorm, mlp: &LlamaMlp, x: Tensor<3>) -> Tensor<3> {
+    let m = mlp.forward(norm.forward(x.clone()));
+    x + m
 }
 
 impl LlamaAttention {
@@ -498,8 +536,11 @@ impl Llama {
             .rows(&self.model.embed_tokens.weight, &rows)?
             .unsqueeze::<3>();
         for (i, block) in self.model.layers.iter().enumerate() {
-            let block = weights.load(block)?;
-            x = block.forward(x, &mut packed, i)?;
+            x = if weights.loads_pieces() {
+                block.forward_in_pieces(weights, x, &mut packed, i)?
+            } else {
+                weights.load(block)?.forward(x, &mut packed, i)?
+            };
         }
         let norm = weights.load(&self.model.norm)?;
         let x = logit_rows(norm.forward(x), &lens, all_logits);
@@ -551,6 +592,16 @@ impl CausalLm for Llama {
 
     fn stop_tokens(&self) -> Vec<u32> {
         self.config.eos_ids()
+    }
+
+    /// Each block's attention and MLP halves.
+    fn with_pieces(&self, mut options: StreamOptions) -> StreamOptions {
+        for block in &self.model.layers {
+            options = options
+                .with_piece(&block.attention_piece())
+                .with_piece(&block.mlp_piece());
+        }
+        options
     }
 }
 

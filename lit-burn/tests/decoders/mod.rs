@@ -195,7 +195,8 @@ fn run<M: CausalLm, W: Weights>(w: &W, model: &M, ids: &[u32]) -> (Vec<u32>, Vec
 }
 
 /// Streamed == resident, bit for bit, for prefetch 0/1/3 and budgets of about two layers, half
-/// the model and the whole model.
+/// the model and the whole model; and with the model's pieces declared, at budgets of one and
+/// one and a half layers (pieces streamed one at a time when prefetching).
 pub fn check_streamed_equals_resident<M: CausalLm>(
     fx: &Fixture,
     skeleton: &M,
@@ -218,6 +219,26 @@ pub fn check_streamed_equals_resident<M: CausalLm>(
             assert!(
                 got == expected,
                 "prefetch {prefetch}, budget {budget}: differs from resident"
+            );
+            let stats = streamer.stats();
+            assert!(stats.peak_bytes_held <= budget, "{stats:?}");
+        }
+        let declared = !skeleton
+            .with_pieces(StreamOptions::default())
+            .pieces
+            .is_empty();
+        for budget in [largest, largest * 3 / 2] {
+            let options = StreamOptions::default()
+                .with_names(names.clone())
+                .with_prefetch(prefetch)
+                .with_budget(budget);
+            let streamer =
+                Streamer::new(fx.source.clone(), skeleton, skeleton.with_pieces(options)).unwrap();
+            assert_eq!(streamer.loads_pieces(), declared && prefetch > 0);
+            let got = run(&streamer, skeleton, ids);
+            assert!(
+                got == expected,
+                "pieces, prefetch {prefetch}, budget {budget}: differs from resident"
             );
             let stats = streamer.stats();
             assert!(stats.peak_bytes_held <= budget, "{stats:?}");

@@ -57,6 +57,11 @@ pub(crate) struct Common {
     /// kept to compare the two.
     #[arg(long)]
     pub(crate) dequantize: bool,
+    /// Stream whole layers even when the budget holds fewer than two of the largest. By default
+    /// a Llama's attention and MLP halves are then streamed separately, so one is read while
+    /// the other computes (stores written since format version 3). Kept to compare the two.
+    #[arg(long)]
+    pub(crate) whole_layers: bool,
     /// Also write the run's report (bytes, seconds, peak RSS, pass times) as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub(crate) stats_json: Option<std::path::PathBuf>,
@@ -85,7 +90,7 @@ impl Common {
         if self.dequantize {
             options.load = options.load.with_block_compute(false);
         }
-        options
+        options.with_whole_layers(self.whole_layers)
     }
 
     /// The report of `passes` passes through `streamer` run with these flags, taking `seconds`;
