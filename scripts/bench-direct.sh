@@ -76,7 +76,7 @@ for round in $(seq "$ROUNDS"); do
         args=(--ids --prompt 1 --max-tokens "$TOKENS")
         case $mode in
           mmap-everything) args+=(--read-mode mmap --prefetch 0) ;;
-          # Whole layers where the default streams a Llama's halves (pieces) separately.
+          # Whole layers where the default streams a Llama block in pieces.
           auto-whole) args+=(--read-mode auto --whole-layers --budget "$budget") ;;
           *) args+=(--read-mode "$mode" --budget "$budget") ;;
         esac

@@ -358,6 +358,52 @@ impl<S: WeightSource> WeightSource for DiskCachedSource<S> {
         Ok(bytes)
     }
 
+    /// From the tier when the layer is there (each tensor checked against its own checksum:
+    /// the file may have changed since it was verified whole). Otherwise a layer the tier keeps
+    /// is fetched whole, verified and kept, and the range copied out of it, so streaming a
+    /// layer in pieces fills the tier as streaming it whole does (in the first pass the whole
+    /// layer is held for a moment beside the piece).
+    async fn read_tensors(&self, index: usize, range: Range<u64>) -> Result<Bytes> {
+        let id = ObjectId::Layer(index);
+        check_range(self.inner.manifest(), id, &range)?;
+        if !self.is_kept(id) {
+            let bytes = self.inner.read_tensors(index, range).await?;
+            self.bytes_from_inner
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            return Ok(bytes);
+        }
+        let layer = &self.inner.manifest().layers[index];
+        if let Ok(file) = File::open(self.path_of(id)?)
+            && file.metadata().is_ok_and(|m| m.len() == layer.byte_len)
+        {
+            let mut buf = self.buffers.take((range.end - range.start) as usize);
+            let mut checks =
+                lit_core::checksum::TensorChecks::new(layer, self.location(), range.clone());
+            if pread_exact(&file, buf.as_mut_slice(), range.start, |c| checks.update(c)).is_ok()
+                && checks.finish().is_ok()
+            {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                return Ok(buf.into_bytes());
+            }
+        }
+        match self.read_object(id).await {
+            Ok(whole) => {
+                let mut buf = self.buffers.take((range.end - range.start) as usize);
+                buf.as_mut_slice()
+                    .copy_from_slice(&whole[range.start as usize..range.end as usize]);
+                Ok(buf.into_bytes())
+            }
+            // A layer that cannot be kept whole (damaged elsewhere) may still hold these
+            // tensors intact: the inner source checks them one by one.
+            Err(_) => {
+                let bytes = self.inner.read_tensors(index, range).await?;
+                self.bytes_from_inner
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                Ok(bytes)
+            }
+        }
+    }
+
     async fn read_object(&self, id: ObjectId) -> Result<Bytes> {
         if !self.is_kept(id) {
             let bytes = self.inner.read_object(id).await?;

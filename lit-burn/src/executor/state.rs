@@ -54,8 +54,8 @@ pub(crate) struct State {
     sizes: Vec<u64>,
     /// Bytes each layer reads from the source (for the statistics).
     read_sizes: Vec<u64>,
-    /// Layers loaded together share a group (the units of one piece, see `units`): the
-    /// prefetch depth counts groups, so a piece in two runs is read ahead as one.
+    /// The units of one layer share a group (see `units`): the prefetch depth counts groups,
+    /// so a layer streamed in pieces is read ahead as one layer.
     groups: Vec<usize>,
     budget: u64,
     prefetch: usize,
@@ -561,6 +561,29 @@ mod tests {
         assert!(s.held() <= 25 && s.peak() <= 25);
         assert_eq!(s.passes[0].bytes_read, 40);
         assert_eq!(s.resident(), (10, 1));
+    }
+
+    #[test]
+    fn the_prefetch_depth_counts_groups() {
+        // Units 1 and 2 are pieces of one layer (a tiny norm, then projections): depth 1 reads
+        // both.
+        // Budget 21: unit 0 resident (room for two of the 10-byte units after it).
+        let sizes = vec![10, 1, 10, 10, 1, 10];
+        let plan: Vec<usize> = (0..6).collect();
+        for (groups, ahead) in [
+            (vec![0, 1, 1, 3, 4, 5], vec![1, 2]),
+            ((0..6).collect(), vec![1]),
+        ] {
+            let mut s = State::new(sizes.clone(), plan.clone(), 21, 1).with_groups(groups);
+            s.begin_load(&[0]);
+            assert!(matches!(s.acquire(0, &[0]), Acquire::FetchHere));
+            assert!(
+                !s.fetched_here(0, Some(&data(0, 10))),
+                "unit 0 stays resident"
+            );
+            let got: Vec<usize> = std::iter::from_fn(|| s.next_prefetch()).collect();
+            assert_eq!(got, ahead);
+        }
     }
 
     #[test]

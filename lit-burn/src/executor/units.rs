@@ -23,8 +23,6 @@ pub(crate) struct Unit {
     /// The tensors (indices into the layer's entry) and their bytes in the layer object;
     /// `None` for a whole layer.
     pub(crate) run: Option<(Range<usize>, Range<u64>)>,
-    /// Units with the same group are loaded together (the runs of one piece).
-    pub(crate) group: usize,
 }
 
 /// Every unit of a streamer, and which one holds each tensor.
@@ -41,13 +39,7 @@ impl Units {
     /// Every layer whole.
     pub(crate) fn whole(layers: usize) -> Self {
         Units {
-            units: (0..layers)
-                .map(|layer| Unit {
-                    layer,
-                    run: None,
-                    group: layer,
-                })
-                .collect(),
+            units: (0..layers).map(|layer| Unit { layer, run: None }).collect(),
             of: vec![Vec::new(); layers],
             by_layer: (0..layers).map(|l| vec![l]).collect(),
         }
@@ -73,24 +65,17 @@ impl Units {
         runs.sort_by_key(|(p, r)| (p.unwrap_or(usize::MAX), r.start));
         let mut of = vec![0; entry.tensors.len()];
         let mut mine = Vec::with_capacity(runs.len());
-        let mut group = layer;
-        let mut last_piece = None;
-        for (k, (p, tensors)) in runs.into_iter().enumerate() {
+        for (k, (_, tensors)) in runs.into_iter().enumerate() {
             let first = &entry.tensors[tensors.start];
             let last = &entry.tensors[tensors.end - 1];
             let bytes = first.offset..last.offset + last.len;
             let index = if k == 0 { layer } else { self.units.len() };
-            if k > 0 && last_piece != Some(p) {
-                group = index;
-            }
-            last_piece = Some(p);
             for t in tensors.clone() {
                 of[t] = index;
             }
             let unit = Unit {
                 layer,
                 run: Some((tensors, bytes)),
-                group,
             };
             if k == 0 {
                 self.units[layer] = unit;
@@ -128,9 +113,10 @@ impl Units {
         &self.by_layer[layer]
     }
 
-    /// Each unit's group (units loaded together share one).
+    /// Each unit's layer: the prefetch depth counts layers, whatever their pieces (a piece of
+    /// a tiny norm would otherwise take a place of the window).
     pub(crate) fn groups(&self) -> Vec<usize> {
-        self.units.iter().map(|u| u.group).collect()
+        self.units.iter().map(|u| u.layer).collect()
     }
 }
 
@@ -181,8 +167,7 @@ mod tests {
         assert_eq!(units.get(1).run, Some((0..1, 100..104)));
         assert_eq!(units.get(3).run, Some((5..9, 198..248)));
         assert_eq!(units.get(4).run, Some((1..5, 104..198)));
-        assert_eq!(units.get(1).group, units.get(3).group);
-        assert_ne!(units.get(1).group, units.get(4).group);
+        assert_eq!(units.groups(), [0, 1, 2, 1, 1]);
         assert_eq!(
             (0..9).map(|t| units.of(1, t)).collect::<Vec<_>>(),
             [1, 4, 4, 4, 4, 3, 3, 3, 3]

@@ -374,18 +374,31 @@ impl LlamaBlock {
         Ok(mlp_step(&self.post_attention_layernorm, &self.mlp, x))
     }
 
-    /// The attention half (its norm and attention), a piece the streamer can hold alone.
-    pub fn attention_piece(&self) -> (RmsNorm, LlamaAttention) {
-        (self.input_layernorm.clone(), self.self_attn.clone())
+    /// The block's four pieces, in the order they run (see [`LlamaBlock::forward_in_pieces`]).
+    fn pieces(&self) -> LlamaPieces {
+        let (a, m) = (&self.self_attn, &self.mlp);
+        LlamaPieces {
+            qkv: (
+                self.input_layernorm.clone(),
+                a.q_proj.clone(),
+                a.k_proj.clone(),
+                a.v_proj.clone(),
+            ),
+            o: a.o_proj.clone(),
+            gate_up: (
+                self.post_attention_layernorm.clone(),
+                m.gate_proj.clone(),
+                m.up_proj.clone(),
+            ),
+            down: m.down_proj.clone(),
+        }
     }
 
-    /// The MLP half (its norm and MLP), a piece the streamer can hold alone.
-    pub fn mlp_piece(&self) -> (RmsNorm, LlamaMlp) {
-        (self.post_attention_layernorm.clone(), self.mlp.clone())
-    }
-
-    /// [`LlamaBlock::forward`] with each half loaded through `weights` on its own, so a
-    /// streamer holds one half at a time (see [`Weights::loads_pieces`]).
+    /// [`LlamaBlock::forward`] with its weights loaded through `weights` in four pieces, one
+    /// at a time: the attention's norm and q/k/v projections, its output projection, the MLP's
+    /// norm and gate/up projections, its down projection. A streamer then holds at most the
+    /// largest piece while it computes and reads the next ones beside it (see
+    /// [`Weights::loads_pieces`]).
     fn forward_in_pieces<W: Weights>(
         &self,
         weights: &W,
@@ -393,12 +406,28 @@ impl LlamaBlock {
         seqs: &mut [Seq<'_>],
         layer: usize,
     ) -> Result<Tensor<3>> {
-        let attention = weights.load(&self.attention_piece())?;
-        let x = attention_step(&attention.0, &attention.1, x, seqs, layer)?;
-        drop(attention);
-        let mlp = weights.load(&self.mlp_piece())?;
-        Ok(mlp_step(&mlp.0, &mlp.1, x))
+        let pieces = self.pieces();
+        let qkv = weights.load(&pieces.qkv)?;
+        let (norm, q, k, v) = &*qkv;
+        let ctx = self
+            .self_attn
+            .context(q, k, v, norm.forward(x.clone()), seqs, layer)?;
+        drop(qkv);
+        let x = x + linear(&*weights.load(&pieces.o)?, ctx);
+        let gate_up = weights.load(&pieces.gate_up)?;
+        let (norm, gate, up) = &*gate_up;
+        let h = LlamaMlp::hidden(gate, up, norm.forward(x.clone()));
+        drop(gate_up);
+        Ok(x + linear(&*weights.load(&pieces.down)?, h))
     }
+}
+
+/// A block's weights as the pieces [`LlamaBlock::forward_in_pieces`] loads.
+struct LlamaPieces {
+    qkv: (RmsNorm, Linear, Linear, Linear),
+    o: Linear,
+    gate_up: (RmsNorm, Linear, Linear),
+    down: Linear,
 }
 
 /// `x` plus attention of its normed rows.
@@ -422,12 +451,27 @@ fn mlp_step(norm: &RmsNorm, mlp: &LlamaMlp, x: Tensor<3>) -> Tensor<3> {
 impl LlamaAttention {
     /// Attention on packed sequences (see [`LlamaBlock::forward`]).
     fn forward(&self, x: Tensor<3>, seqs: &mut [Seq<'_>], layer: usize) -> Result<Tensor<3>> {
+        let ctx = self.context(&self.q_proj, &self.k_proj, &self.v_proj, x, seqs, layer)?;
+        Ok(linear(&self.o_proj, ctx))
+    }
+
+    /// Each sequence's attention context (before the output projection), with projections
+    /// `q`, `k`, `v` (this module's, or the same loaded as a piece) and this module's heads.
+    fn context(
+        &self,
+        q: &Linear,
+        k: &Linear,
+        v: &Linear,
+        x: Tensor<3>,
+        seqs: &mut [Seq<'_>],
+        layer: usize,
+    ) -> Result<Tensor<3>> {
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
-        let q = linear(&self.q_proj, x.clone());
-        let k = linear(&self.k_proj, x.clone());
-        let v = linear(&self.v_proj, x);
+        let q = linear(q, x.clone());
+        let k = linear(k, x.clone());
+        let v = linear(v, x);
         let qkv = Tensor::cat(vec![q, k, v], 2);
-        let ctx = per_sequence(qkv, seqs, |seq, qkv| {
+        per_sequence(qkv, seqs, |seq, qkv| {
             let s = seq.len;
             let part = |at: usize, n: usize| {
                 qkv.clone()
@@ -445,15 +489,21 @@ impl LlamaAttention {
             let (k, v) = seq.cache.append(layer, k, v)?;
             let ctx = causal_attention(q, k, v, 1.0 / (hd as f64).sqrt());
             Ok(ctx.swap_dims(1, 2).reshape([1, s, nh * hd]))
-        })?;
-        Ok(linear(&self.o_proj, ctx))
+        })
     }
 }
 
 impl LlamaMlp {
     fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let gate = silu(linear(&self.gate_proj, x.clone()));
-        linear(&self.down_proj, gate * linear(&self.up_proj, x))
+        linear(
+            &self.down_proj,
+            Self::hidden(&self.gate_proj, &self.up_proj, x),
+        )
+    }
+
+    /// `silu(gate(x)) * up(x)`, the input of the down projection.
+    fn hidden(gate: &Linear, up: &Linear, x: Tensor<3>) -> Tensor<3> {
+        silu(linear(gate, x.clone())) * linear(up, x)
     }
 }
 
@@ -594,12 +644,15 @@ impl CausalLm for Llama {
         self.config.eos_ids()
     }
 
-    /// Each block's attention and MLP halves.
+    /// Each block in four pieces (see [`LlamaBlock::forward_in_pieces`]).
     fn with_pieces(&self, mut options: StreamOptions) -> StreamOptions {
         for block in &self.model.layers {
+            let p = block.pieces();
             options = options
-                .with_piece(&block.attention_piece())
-                .with_piece(&block.mlp_piece());
+                .with_piece(&p.qkv)
+                .with_piece(&p.o)
+                .with_piece(&p.gate_up)
+                .with_piece(&p.down);
         }
         options
     }

@@ -58,8 +58,8 @@ pub(crate) struct Common {
     #[arg(long)]
     pub(crate) dequantize: bool,
     /// Stream whole layers even when the budget holds fewer than two of the largest. By default
-    /// a Llama's attention and MLP halves are then streamed separately, so one is read while
-    /// the other computes (stores written since format version 3). Kept to compare the two.
+    /// a Llama block is then streamed in four pieces (q/k/v, o, gate/up, down), so the next is
+    /// read while one computes (stores written since format version 3). Kept to compare.
     #[arg(long)]
     pub(crate) whole_layers: bool,
     /// Also write the run's report (bytes, seconds, peak RSS, pass times) as JSON to this file.
