@@ -567,7 +567,7 @@ mod tests {
     fn the_prefetch_depth_counts_groups() {
         // Units 1 and 2 are pieces of one layer (a tiny norm, then projections): depth 1 reads
         // both.
-        // Budget 21: unit 0 resident (room for two of the 10-byte units after it).
+        // Budget 21: nothing resident (two 10-byte units of room leave none for a prefix).
         let sizes = vec![10, 1, 10, 10, 1, 10];
         let plan: Vec<usize> = (0..6).collect();
         for (groups, ahead) in [
@@ -577,10 +577,7 @@ mod tests {
             let mut s = State::new(sizes.clone(), plan.clone(), 21, 1).with_groups(groups);
             s.begin_load(&[0]);
             assert!(matches!(s.acquire(0, &[0]), Acquire::FetchHere));
-            assert!(
-                !s.fetched_here(0, Some(&data(0, 10))),
-                "unit 0 stays resident"
-            );
+            assert!(s.fetched_here(0, Some(&data(0, 10))), "unit 0 streams");
             let got: Vec<usize> = std::iter::from_fn(|| s.next_prefetch()).collect();
             assert_eq!(got, ahead);
         }
