@@ -146,9 +146,9 @@ impl StreamOptions {
 
     /// Declares `module` (a submodule of the skeleton, or a tuple of several) a **piece**: a
     /// part of a layer that the model loads on its own, the layer's other pieces before or
-    /// after it. When the budget cannot hold two of the model's largest layers, layers made of
-    /// pieces are then streamed piece by piece, so the next piece is read while one computes
-    /// (with whole layers, such a budget reads and computes in series). The model must then
+    /// after it. When prefetching under a budget that cannot hold two of the largest layers
+    /// holding pieces, those layers are then streamed piece by piece, so the next piece is read
+    /// while one computes (with whole layers, such a budget reads and computes in series). The model must then
     /// load the pieces, not the whole layer: [`Streamer::loads_pieces`] says which to do.
     ///
     /// Layers are split only when every layer holding a piece can be: stored without
@@ -320,14 +320,12 @@ impl Streamer {
             .map(|(l, without)| l.byte_len - without.iter().map(|&t| l.tensors[t].len).sum::<u64>())
             .collect();
         let mut sizes = sizes;
-        // Pieces only pay when whole layers cannot overlap: two of the largest do not fit.
-        let units =
-            if prefetch > 0 && !options.whole_layers && largest.saturating_mul(2) > budget {
-                split_pieces(manifest, &plan, &options.pieces, &parts, &pinned)
-            } else {
-                None
-            }
-            .unwrap_or_else(|| Units::whole(manifest.layers.len()));
+        let units = if prefetch > 0 && !options.whole_layers {
+            split_pieces(manifest, &plan, &options.pieces, &parts, &pinned, budget)
+        } else {
+            None
+        }
+        .unwrap_or_else(|| Units::whole(manifest.layers.len()));
         let mut order = Vec::with_capacity(units.len());
         if units.any_split() {
             sizes.resize(units.len(), 0);
@@ -509,15 +507,18 @@ impl Streamer {
 }
 
 /// The units of `manifest` with each layer that holds a piece split into its pieces, or `None`
-/// when there are no pieces or a layer holding one cannot be split: stored with conversions
-/// (their working copies are per layer), held without tables, held through each pass, or
-/// without per-tensor checksums.
+/// when splitting would not pay or cannot be done: no pieces; `budget` holds two of the
+/// largest layer holding pieces (whole layers then already overlap: one computes while the next
+/// is read); or a layer holding a piece cannot be split: stored with conversions (their working
+/// copies are per layer), held without tables, held through each pass, or without per-tensor
+/// checksums.
 fn split_pieces(
     manifest: &lit_core::Manifest,
     plan: &LoadPlan,
     pieces: &[Vec<ParamId>],
     parts: &[Vec<usize>],
     pinned: &BTreeSet<usize>,
+    budget: u64,
 ) -> Option<Units> {
     let mut assigned: Vec<Option<Vec<Option<usize>>>> = vec![None; manifest.layers.len()];
     for (p, ids) in pieces.iter().enumerate() {
@@ -527,6 +528,13 @@ fn split_pieces(
             assigned[entry.layer].get_or_insert_with(|| vec![None; layer.tensors.len()])
                 [entry.tensor] = Some(p);
         }
+    }
+    let largest = (0..manifest.layers.len())
+        .filter(|&l| assigned[l].is_some())
+        .map(|l| plan.held_bytes(l, manifest.layers[l].byte_len))
+        .max()?;
+    if largest.saturating_mul(2) <= budget {
+        return None;
     }
     let mut units = Units::whole(manifest.layers.len());
     for (l, piece) in assigned.iter().enumerate() {

@@ -57,8 +57,8 @@ pub(crate) struct Common {
     /// kept to compare the two.
     #[arg(long)]
     pub(crate) dequantize: bool,
-    /// Stream whole layers even when the budget holds fewer than two of the largest. By default
-    /// a Llama block is then streamed in four pieces (q/k/v, o, gate/up, down), so the next is
+    /// Stream whole layers even when the budget holds fewer than two of them. By default a
+    /// Llama block is then streamed in four pieces (q/k/v, o, gate/up, down), so the next is
     /// read while one computes (stores written since format version 3). Kept to compare.
     #[arg(long)]
     pub(crate) whole_layers: bool,
