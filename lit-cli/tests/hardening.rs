@@ -429,6 +429,7 @@ fn sixteen_concurrent_runs_on_one_store_agree_and_keep_their_budgets() {
                     "--read-mode",
                     ["pread", "mmap", "direct", "auto"][(i / 4) as usize],
                 ])
+                .args((i % 2 == 1).then_some("--whole-layers"))
                 .arg("--stats-json")
                 .arg(&report)
                 .env("RAYON_NUM_THREADS", "1")
@@ -449,7 +450,13 @@ fn sixteen_concurrent_runs_on_one_store_agree_and_keep_their_budgets() {
             held <= budget,
             "run {i}: held {held} > budget {budget}: {r:#}"
         );
-        assert!(held >= largest, "run {i}: {r:#}");
+        // Whole layers hold the largest at some point; a block streamed in pieces (at budgets
+        // under two layers) holds one piece at a time, but holds something.
+        if i % 2 == 1 {
+            assert!(held >= largest, "run {i}: {r:#}");
+        } else {
+            assert!(held > 0, "run {i}: {r:#}");
+        }
     }
 }
 
