@@ -93,7 +93,7 @@ fn unsupported_version() {
     match Manifest::decode(&bytes, "store-x") {
         Err(Error::UnsupportedVersion {
             found: 7,
-            supported: 2,
+            supported: 3,
             location,
         }) => assert_eq!(location, "store-x"),
         other => panic!("{other:?}"),
