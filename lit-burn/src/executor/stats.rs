@@ -8,9 +8,10 @@ pub struct PassStats {
     /// Bytes of layers read from the source and used in this pass (prefetches that were
     /// discarded unused are in [`StreamStats::bytes_discarded`]).
     pub bytes_read: u64,
-    /// Layers read from the source and used in this pass.
+    /// Layers read from the source and used in this pass (a layer streamed in pieces counts
+    /// once per run of adjacent tensors read; see [`crate::StreamOptions::with_piece`]).
     pub layers_read: usize,
-    /// Layers served from the resident set.
+    /// Layers (or runs of pieces) served from the resident set.
     pub resident_hits: usize,
     /// Tensors converted or dequantized by their load plan step in this pass. Resident layers
     /// keep theirs, so once everything is resident a pass converts nothing.
@@ -28,7 +29,7 @@ pub struct StreamStats {
     pub bytes_held: u64,
     /// Bytes of layers resident now.
     pub resident_bytes: u64,
-    /// Layers resident now.
+    /// Layers resident now (runs of pieces counted one by one).
     pub resident_layers: usize,
     /// Bytes prefetched and then dropped unused to make room.
     pub bytes_discarded: u64,

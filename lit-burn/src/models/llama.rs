@@ -399,7 +399,7 @@ impl LlamaBlock {
     /// norm and gate/up projections, its down projection. A streamer then holds at most the
     /// largest piece while it computes and reads the next ones beside it (see
     /// [`Weights::loads_pieces`]).
-    fn forward_in_pieces<W: Weights>(
+    pub fn forward_in_pieces<W: Weights>(
         &self,
         weights: &W,
         x: Tensor<3>,
