@@ -106,15 +106,17 @@ pub struct TensorEntry {
     pub checksum: Option<u64>,
 }
 
-/// Version 1 of the payload: the same structs without [`TensorEntry::quant`].
-mod v1 {
+/// Payloads of older versions: the same structs with an older tensor entry ([`v1::Tensor`]
+/// without [`TensorEntry::quant`] nor [`TensorEntry::checksum`], [`v2::Tensor`] without
+/// [`TensorEntry::checksum`]).
+mod legacy {
     use super::*;
 
     #[derive(Deserialize, Serialize)]
-    pub(super) struct Manifest {
+    pub(super) struct Manifest<T> {
         model_name: String,
         tool_version: String,
-        layers: Vec<LayerEntry>,
+        layers: Vec<LayerEntry<T>>,
         aux_files: Vec<AuxFile>,
         metadata: Vec<(String, String)>,
         total_bytes: u64,
@@ -122,25 +124,16 @@ mod v1 {
     }
 
     #[derive(Deserialize, Serialize)]
-    struct LayerEntry {
+    struct LayerEntry<T> {
         name: String,
         key: String,
         byte_len: u64,
         checksum: u64,
-        tensors: Vec<TensorEntry>,
+        tensors: Vec<T>,
     }
 
-    #[derive(Deserialize, Serialize)]
-    struct TensorEntry {
-        name: String,
-        dtype: DType,
-        shape: Vec<u64>,
-        offset: u64,
-        len: u64,
-    }
-
-    impl From<Manifest> for super::Manifest {
-        fn from(m: Manifest) -> Self {
+    impl<T: Into<super::TensorEntry>> From<Manifest<T>> for super::Manifest {
+        fn from(m: Manifest<T>) -> Self {
             super::Manifest {
                 model_name: m.model_name,
                 tool_version: m.tool_version,
@@ -152,19 +145,7 @@ mod v1 {
                         key: l.key,
                         byte_len: l.byte_len,
                         checksum: l.checksum,
-                        tensors: l
-                            .tensors
-                            .into_iter()
-                            .map(|t| super::TensorEntry {
-                                name: t.name,
-                                dtype: t.dtype,
-                                shape: t.shape,
-                                offset: t.offset,
-                                len: t.len,
-                                quant: None,
-                                checksum: None,
-                            })
-                            .collect(),
+                        tensors: l.tensors.into_iter().map(Into::into).collect(),
                     })
                     .collect(),
                 aux_files: m.aux_files,
@@ -175,9 +156,12 @@ mod v1 {
         }
     }
 
-    /// Encodes `m` exactly as a version 1 writer did (for compatibility tests); `None` when
-    /// it holds a quantized tensor, which version 1 cannot express.
-    pub(super) fn encode(m: &super::Manifest) -> Option<Vec<u8>> {
+    /// Encodes `m` with each tensor entry as `tensor` makes it; `None` when it cannot express
+    /// one.
+    pub(super) fn encode<T: Serialize>(
+        m: &super::Manifest,
+        tensor: impl Fn(&super::TensorEntry) -> Option<T>,
+    ) -> Option<Vec<u8>> {
         let old = Manifest {
             model_name: m.model_name.clone(),
             tool_version: m.tool_version.clone(),
@@ -190,19 +174,7 @@ mod v1 {
                         key: l.key.clone(),
                         byte_len: l.byte_len,
                         checksum: l.checksum,
-                        tensors: l
-                            .tensors
-                            .iter()
-                            .map(|t| {
-                                t.quant.is_none().then(|| TensorEntry {
-                                    name: t.name.clone(),
-                                    dtype: t.dtype,
-                                    shape: t.shape.clone(),
-                                    offset: t.offset,
-                                    len: t.len,
-                                })
-                            })
-                            .collect::<Option<_>>()?,
+                        tensors: l.tensors.iter().map(&tensor).collect::<Option<_>>()?,
                     })
                 })
                 .collect::<Option<_>>()?,
@@ -215,32 +187,51 @@ mod v1 {
     }
 }
 
-/// Version 2 of the payload: the same structs without [`TensorEntry::checksum`].
+/// Version 1: tensors without [`TensorEntry::quant`] and [`TensorEntry::checksum`].
+mod v1 {
+    use super::*;
+
+    #[derive(Deserialize, Serialize)]
+    pub(super) struct Tensor {
+        name: String,
+        dtype: DType,
+        shape: Vec<u64>,
+        offset: u64,
+        len: u64,
+    }
+
+    impl From<Tensor> for TensorEntry {
+        fn from(t: Tensor) -> Self {
+            TensorEntry {
+                name: t.name,
+                dtype: t.dtype,
+                shape: t.shape,
+                offset: t.offset,
+                len: t.len,
+                quant: None,
+                checksum: None,
+            }
+        }
+    }
+
+    /// `t` as version 1 wrote it; `None` for a quantized tensor, which it cannot express.
+    pub(super) fn tensor(t: &TensorEntry) -> Option<Tensor> {
+        t.quant.is_none().then(|| Tensor {
+            name: t.name.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            offset: t.offset,
+            len: t.len,
+        })
+    }
+}
+
+/// Version 2: tensors without [`TensorEntry::checksum`].
 mod v2 {
     use super::*;
 
     #[derive(Deserialize, Serialize)]
-    pub(super) struct Manifest {
-        model_name: String,
-        tool_version: String,
-        layers: Vec<LayerEntry>,
-        aux_files: Vec<AuxFile>,
-        metadata: Vec<(String, String)>,
-        total_bytes: u64,
-        total_tensors: u64,
-    }
-
-    #[derive(Deserialize, Serialize)]
-    struct LayerEntry {
-        name: String,
-        key: String,
-        byte_len: u64,
-        checksum: u64,
-        tensors: Vec<TensorEntry>,
-    }
-
-    #[derive(Deserialize, Serialize)]
-    struct TensorEntry {
+    pub(super) struct Tensor {
         name: String,
         dtype: DType,
         shape: Vec<u64>,
@@ -249,75 +240,30 @@ mod v2 {
         quant: Option<QuantScheme>,
     }
 
-    impl From<Manifest> for super::Manifest {
-        fn from(m: Manifest) -> Self {
-            super::Manifest {
-                model_name: m.model_name,
-                tool_version: m.tool_version,
-                layers: m
-                    .layers
-                    .into_iter()
-                    .map(|l| super::LayerEntry {
-                        name: l.name,
-                        key: l.key,
-                        byte_len: l.byte_len,
-                        checksum: l.checksum,
-                        tensors: l
-                            .tensors
-                            .into_iter()
-                            .map(|t| super::TensorEntry {
-                                name: t.name,
-                                dtype: t.dtype,
-                                shape: t.shape,
-                                offset: t.offset,
-                                len: t.len,
-                                quant: t.quant,
-                                checksum: None,
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-                aux_files: m.aux_files,
-                metadata: m.metadata,
-                total_bytes: m.total_bytes,
-                total_tensors: m.total_tensors,
+    impl From<Tensor> for TensorEntry {
+        fn from(t: Tensor) -> Self {
+            TensorEntry {
+                name: t.name,
+                dtype: t.dtype,
+                shape: t.shape,
+                offset: t.offset,
+                len: t.len,
+                quant: t.quant,
+                checksum: None,
             }
         }
     }
 
-    /// Encodes `m` as a version 2 writer did (tensor checksums dropped).
-    pub(super) fn encode(m: &super::Manifest) -> Option<Vec<u8>> {
-        let old = Manifest {
-            model_name: m.model_name.clone(),
-            tool_version: m.tool_version.clone(),
-            layers: m
-                .layers
-                .iter()
-                .map(|l| LayerEntry {
-                    name: l.name.clone(),
-                    key: l.key.clone(),
-                    byte_len: l.byte_len,
-                    checksum: l.checksum,
-                    tensors: l
-                        .tensors
-                        .iter()
-                        .map(|t| TensorEntry {
-                            name: t.name.clone(),
-                            dtype: t.dtype,
-                            shape: t.shape.clone(),
-                            offset: t.offset,
-                            len: t.len,
-                            quant: t.quant,
-                        })
-                        .collect(),
-                })
-                .collect(),
-            aux_files: m.aux_files.clone(),
-            metadata: m.metadata.clone(),
-            total_bytes: m.total_bytes,
-            total_tensors: m.total_tensors,
-        };
-        bincode::serde::encode_to_vec(&old, bincode_config()).ok()
+    /// `t` as version 2 wrote it (its checksum dropped).
+    pub(super) fn tensor(t: &TensorEntry) -> Option<Tensor> {
+        Some(Tensor {
+            name: t.name.clone(),
+            dtype: t.dtype,
+            shape: t.shape.clone(),
+            offset: t.offset,
+            len: t.len,
+            quant: t.quant,
+        })
     }
 }
 
@@ -502,7 +448,7 @@ impl Manifest {
     /// when the manifest holds a quantized tensor (version 1 has no way to say so).
     pub fn encode_v1(&self) -> Result<Vec<u8>> {
         self.validate("manifest being written")?;
-        let payload = v1::encode(self).ok_or_else(|| {
+        let payload = legacy::encode(self, v1::tensor).ok_or_else(|| {
             Error::InvalidArgument(
                 "a store with quantized tensors cannot be written in format version 1".into(),
             )
@@ -515,7 +461,7 @@ impl Manifest {
     /// readers open.
     pub fn encode_v2(&self) -> Result<Vec<u8>> {
         self.validate("manifest being written")?;
-        let payload = v2::encode(self).ok_or_else(|| {
+        let payload = legacy::encode(self, v2::tensor).ok_or_else(|| {
             Error::InvalidArgument("cannot encode the manifest in format version 2".into())
         })?;
         Self::frame(2, payload)
@@ -586,11 +532,17 @@ impl Manifest {
             return Err(corrupt("payload checksum mismatch".into()));
         }
         let decoded = if version == 1 {
-            bincode::serde::decode_from_slice::<v1::Manifest, _>(payload, bincode_config())
-                .map(|(m, used)| (Manifest::from(m), used))
+            bincode::serde::decode_from_slice::<legacy::Manifest<v1::Tensor>, _>(
+                payload,
+                bincode_config(),
+            )
+            .map(|(m, used)| (Manifest::from(m), used))
         } else if version == 2 {
-            bincode::serde::decode_from_slice::<v2::Manifest, _>(payload, bincode_config())
-                .map(|(m, used)| (Manifest::from(m), used))
+            bincode::serde::decode_from_slice::<legacy::Manifest<v2::Tensor>, _>(
+                payload,
+                bincode_config(),
+            )
+            .map(|(m, used)| (Manifest::from(m), used))
         } else {
             bincode::serde::decode_from_slice(payload, bincode_config())
         };

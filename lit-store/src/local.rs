@@ -7,7 +7,7 @@ use lit_core::checksum::{StreamingChecksum, TensorChecks};
 use lit_core::limits::MAX_MANIFEST_BYTES;
 use lit_core::manifest::MANIFEST_KEY;
 use lit_core::source::check_range;
-use lit_core::{Error, Manifest, ObjectId, Result, WeightSource};
+use lit_core::{Error, Manifest, ObjectId, ObjectInfo, Result, WeightSource};
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -171,16 +171,8 @@ impl LocalSource {
     fn read_blocking(&self, id: ObjectId, range: Range<u64>, check: Check) -> Result<Bytes> {
         check_range(&self.manifest, id, &range)?;
         let info = self.manifest.object(id)?;
-        let verify = check == Check::Object;
-        let tensor_checks = || match (check, id) {
-            (Check::Tensors, ObjectId::Layer(i)) => Some(TensorChecks::new(
-                &self.manifest.layers[i],
-                &self.location,
-                range.clone(),
-            )),
-            _ => None,
-        };
-        let mut tensors = tensor_checks();
+        let hashing = || Hashing::new(check, id, info, &self.manifest, &self.location, &range);
+        let mut hash = hashing();
         let path = self.root.join(info.key);
         let file = File::open(&path).map_err(|e| {
             if e.kind() == std::io::ErrorKind::NotFound {
@@ -207,29 +199,15 @@ impl LocalSource {
         };
         if self.mode == ReadMode::Direct {
             // Hashed piece by piece while later pieces are still being read.
-            let mut hasher = StreamingChecksum::new();
-            let mut on_bytes = |b: &[u8]| {
-                if verify {
-                    hasher.update(b);
-                }
-                if let Some(t) = tensors.as_mut() {
-                    t.update(b);
-                }
-            };
             if let Some(bytes) = self
-                .try_direct(&path, &file, range.clone(), &mut on_bytes)
+                .try_direct(&path, &file, range.clone(), &mut |b| hash.update(b))
                 .map_err(io_err)?
             {
-                if verify {
-                    info.check_checksum(&self.location, hasher.digest())?;
-                }
-                if let Some(t) = tensors {
-                    t.finish()?;
-                }
+                hash.finish()?;
                 return Ok(bytes);
             }
             // Refused: whatever was hashed is discarded with the bytes.
-            tensors = tensor_checks();
+            hash = hashing();
         }
         if self.mode == ReadMode::Mmap && (check != Check::None || len >= MAP_MIN) {
             let origin = crate::mmap::Origin::new(
@@ -242,49 +220,28 @@ impl LocalSource {
             if let Some(bytes) =
                 crate::mmap::map_range(&file, range.start, len, origin).map_err(io_err)?
             {
-                if verify {
-                    // Hashing touches every page: a page that vanished meanwhile read as
-                    // zeros, which the check reports (by name) before the checksum would.
-                    let hashed = lit_core::checksum::checksum(&bytes);
+                // Hashing touches every page: a page that vanished meanwhile read as zeros,
+                // which the check reports (by name) before the checksum would.
+                hash.update(&bytes);
+                if check != Check::None {
                     crate::mmap::check_mapped(&bytes)?;
-                    info.check_checksum(&self.location, hashed)?;
                 }
-                if let Some(mut t) = tensors {
-                    t.update(&bytes);
-                    crate::mmap::check_mapped(&bytes)?;
-                    t.finish()?;
-                }
+                hash.finish()?;
                 return Ok(bytes);
             }
         }
         // Pread, Direct where the filesystem refused it, Mmap where no mapping could be made.
         let mut buf = self.buffers.take(len);
-        let mut hasher = StreamingChecksum::new();
         if len >= PARALLEL_READ_MIN {
             pread_parallel(&file, buf.as_mut_slice(), range.start).map_err(io_err)?;
-            if verify {
-                hasher.update(buf.as_mut_slice());
-            }
-            if let Some(t) = tensors.as_mut() {
-                t.update(buf.as_mut_slice());
-            }
+            hash.update(buf.as_mut_slice());
         } else {
             pread_exact(&file, buf.as_mut_slice(), range.start, |chunk| {
-                if verify {
-                    hasher.update(chunk);
-                }
-                if let Some(t) = tensors.as_mut() {
-                    t.update(chunk);
-                }
+                hash.update(chunk)
             })
             .map_err(io_err)?;
         }
-        if verify {
-            info.check_checksum(&self.location, hasher.digest())?;
-        }
-        if let Some(t) = tensors {
-            t.finish()?;
-        }
+        hash.finish()?;
         Ok(buf.into_bytes())
     }
 }
@@ -298,6 +255,52 @@ enum Check {
     Object,
     /// Each tensor inside the range against its own checksum.
     Tensors,
+}
+
+/// The hashing a [`Check`] asks for, fed the bytes in order as they arrive.
+enum Hashing<'a> {
+    None,
+    Object(StreamingChecksum, ObjectInfo<'a>, &'a str),
+    Tensors(TensorChecks<'a>),
+}
+
+impl<'a> Hashing<'a> {
+    fn new(
+        check: Check,
+        id: ObjectId,
+        info: ObjectInfo<'a>,
+        manifest: &'a Manifest,
+        location: &'a str,
+        range: &Range<u64>,
+    ) -> Self {
+        match (check, id) {
+            (Check::Object, _) => Hashing::Object(StreamingChecksum::new(), info, location),
+            (Check::Tensors, ObjectId::Layer(i)) => Hashing::Tensors(TensorChecks::new(
+                &manifest.layers[i],
+                location,
+                range.clone(),
+            )),
+            _ => Hashing::None,
+        }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        match self {
+            Hashing::None => {}
+            Hashing::Object(hasher, ..) => hasher.update(bytes),
+            Hashing::Tensors(checks) => checks.update(bytes),
+        }
+    }
+
+    fn finish(self) -> Result<()> {
+        match self {
+            Hashing::None => Ok(()),
+            Hashing::Object(hasher, info, location) => {
+                info.check_checksum(location, hasher.digest())
+            }
+            Hashing::Tensors(checks) => checks.finish(),
+        }
+    }
 }
 
 /// Unchecked ranges (`read_range`: embedding rows, tensors) smaller than this are read with

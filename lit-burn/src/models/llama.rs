@@ -370,8 +370,14 @@ impl LlamaBlock {
     /// projections and MLP once on all the rows, attention on each sequence's rows with its own
     /// positions and cache.
     pub fn forward(&self, x: Tensor<3>, seqs: &mut [Seq<'_>], layer: usize) -> Result<Tensor<3>> {
-        let x = attention_step(&self.input_layernorm, &self.self_attn, x, seqs, layer)?;
-        Ok(mlp_step(&self.post_attention_layernorm, &self.mlp, x))
+        let h = self
+            .self_attn
+            .forward(self.input_layernorm.forward(x.clone()), seqs, layer)?;
+        let x = x + h;
+        let m = self
+            .mlp
+            .forward(self.post_attention_layernorm.forward(x.clone()));
+        Ok(x + m)
     }
 
     /// The block's four pieces, in the order they run (see [`LlamaBlock::forward_in_pieces`]).
@@ -428,24 +434,6 @@ struct LlamaPieces {
     o: Linear,
     gate_up: (RmsNorm, Linear, Linear),
     down: Linear,
-}
-
-/// `x` plus attention of its normed rows.
-fn attention_step(
-    norm: &RmsNorm,
-    attention: &LlamaAttention,
-    x: Tensor<3>,
-    seqs: &mut [Seq<'_>],
-    layer: usize,
-) -> Result<Tensor<3>> {
-    let h = attention.forward(norm.forward(x.clone()), seqs, layer)?;
-    Ok(x + h)
-}
-
-/// `x` plus the MLP of its normed rows.
-fn mlp_step(norm: &RmsNorm, mlp: &LlamaMlp, x: Tensor<3>) -> Tensor<3> {
-    let m = mlp.forward(norm.forward(x.clone()));
-    x + m
 }
 
 impl LlamaAttention {

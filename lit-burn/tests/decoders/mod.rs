@@ -208,37 +208,34 @@ pub fn check_streamed_equals_resident<M: CausalLm>(
     let m = fx.source.manifest();
     let largest = m.layers.iter().map(|l| l.byte_len).max().unwrap();
     let budgets = [2 * largest, (m.total_bytes / 2).max(2 * largest), u64::MAX];
+    let declared = !skeleton
+        .with_pieces(StreamOptions::default())
+        .pieces
+        .is_empty();
     for prefetch in [0, 1, 3] {
-        for budget in budgets {
+        // Whole layers at budgets of two layers and more; the model's pieces declared at one
+        // and one and a half.
+        let whole = budgets.iter().map(|&b| (b, false));
+        let pieces = [largest, largest * 3 / 2].into_iter().map(|b| (b, true));
+        for (budget, with_pieces) in whole.chain(pieces) {
             let options = StreamOptions::default()
                 .with_names(names.clone())
                 .with_prefetch(prefetch)
                 .with_budget(budget);
+            let options = if with_pieces {
+                skeleton.with_pieces(options)
+            } else {
+                options
+            };
             let streamer = Streamer::new(fx.source.clone(), skeleton, options).unwrap();
-            let got = run(&streamer, skeleton, ids);
-            assert!(
-                got == expected,
-                "prefetch {prefetch}, budget {budget}: differs from resident"
+            assert_eq!(
+                streamer.loads_pieces(),
+                with_pieces && declared && prefetch > 0
             );
-            let stats = streamer.stats();
-            assert!(stats.peak_bytes_held <= budget, "{stats:?}");
-        }
-        let declared = !skeleton
-            .with_pieces(StreamOptions::default())
-            .pieces
-            .is_empty();
-        for budget in [largest, largest * 3 / 2] {
-            let options = StreamOptions::default()
-                .with_names(names.clone())
-                .with_prefetch(prefetch)
-                .with_budget(budget);
-            let streamer =
-                Streamer::new(fx.source.clone(), skeleton, skeleton.with_pieces(options)).unwrap();
-            assert_eq!(streamer.loads_pieces(), declared && prefetch > 0);
             let got = run(&streamer, skeleton, ids);
             assert!(
                 got == expected,
-                "pieces, prefetch {prefetch}, budget {budget}: differs from resident"
+                "prefetch {prefetch}, budget {budget}, pieces {with_pieces}: differs from resident"
             );
             let stats = streamer.stats();
             assert!(stats.peak_bytes_held <= budget, "{stats:?}");
